@@ -1,0 +1,79 @@
+# From Neurons to Large Models: build, test and work on the book.
+# `make book` and `make test` do all the set-up themselves on a fresh machine (Python 3.11, Node/npm).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+VENDOR := _build/vendor_site/vendor/embed-amd.js
+# pytest exit code 5 means "no tests collected": treat it as a failure, never as success.
+PYTEST := $(PY) -m pytest
+
+.PHONY: help install book book-fresh test test-lib test-notebooks test-site lint lab bench setup-cells \
+        exercises grade clean
+
+help:
+	@echo "make book       build the executed HTML book into _build/html (installs everything first)"
+	@echo "make test       run every test: lint, library, notebooks, exercises, built site in Chromium"
+	@echo "make lab        open JupyterLab on the book"
+	@echo "make bench      time notebooks, the MLP step against torch, widget latency -> benchmarks/results.*"
+	@echo "make exercises  regenerate the student exercise notebooks from their sources"
+	@echo "make grade SUBMISSIONS=dir   grade a folder of submitted exercise notebooks"
+
+# ---- set-up ---------------------------------------------------------------------------------------------
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lmbook)" >/dev/null
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(VENDOR): $(NODE_STAMP) tools/vendor.py | $(STAMP)
+	$(PY) tools/vendor.py
+
+install: $(STAMP) $(VENDOR)
+
+# ---- the book -------------------------------------------------------------------------------------------
+# Notebooks are executed during the build; a cell that raises fails it. Local rebuilds reuse the execution cache.
+book: install
+	$(BIN)/jupyter-book build . -W
+	@echo "Open _build/html/index.html"
+
+book-fresh: install
+	rm -rf _build/html _build/.jupyter_cache _build/jupyter_execute
+	$(MAKE) book
+
+lab: install
+	$(BIN)/jupyter lab
+
+# ---- tests ----------------------------------------------------------------------------------------------
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(PY) tools/setup_cell.py --check
+
+test-lib: $(STAMP)
+	$(PYTEST) tests --ignore=tests/site -q
+
+test-notebooks: $(STAMP)
+	$(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
+
+test-site: book
+	$(PYTEST) tests/site -q
+
+test: lint test-lib test-notebooks test-site
+
+bench: install
+	$(PY) benchmarks/run.py
+
+setup-cells: $(STAMP)
+	$(PY) tools/setup_cell.py --write
+
+clean:
+	rm -rf _build

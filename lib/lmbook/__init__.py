@@ -1,0 +1,11 @@
+"""lmbook: the helper package of the book *From Neurons to Large Models*.
+
+One module per concept, named by topic. Importing the package has no side effects: nothing is seeded,
+downloaded or styled until a function is called.
+"""
+
+from lmbook.device import device
+from lmbook.source import show
+
+__all__ = ["device", "show"]
+__version__ = "0.1.0"

@@ -1,0 +1,82 @@
+"""Static rules every committed notebook follows; shared by the tests (no pytest fixtures here)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pathlib
+import pkgutil
+
+import nbformat
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def chapter_notebooks() -> list[pathlib.Path]:
+    return sorted(p for p in ROOT.glob("chapters/**/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def all_notebooks() -> list[pathlib.Path]:
+    others = sorted(ROOT.glob("exercises/**/*.ipynb"))
+    return chapter_notebooks() + [p for p in others if ".ipynb_checkpoints" not in p.parts]
+
+
+def stored_outputs(nb) -> list[int]:
+    """Indices of code cells that carry outputs or an execution count."""
+    return [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+
+
+def lmbook_exports() -> dict[str, str]:
+    """Public names defined by lmbook's modules: functions, classes and UPPER_CASE constants -> module."""
+    import lmbook
+
+    names: dict[str, str] = {}
+    for info in pkgutil.walk_packages(lmbook.__path__, "lmbook."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or inspect.ismodule(obj):
+                continue
+            defined_here = getattr(obj, "__module__", None) == module.__name__
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and defined_here:
+                names[name] = info.name
+            elif name.isupper() and not callable(obj):
+                names[name] = info.name
+    return names
+
+
+def _python_only(source: str) -> str:
+    # IPython magics and shell escapes are not Python; blank them out before parsing.
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def defined_names(source: str) -> set[str]:
+    """Names a cell binds at any level: def, class, assignment targets, for-loop targets, imports-as."""
+    tree = ast.parse(_python_only(source))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.alias) and node.asname:
+            found.add(node.asname)
+    return found
+
+
+def redefinitions(nb, exports: dict[str, str]) -> list[str]:
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for name in sorted(defined_names(cell.source) & exports.keys()):
+            problems.append(f"cell {i} redefines {name!r}, which lmbook exports from {exports[name]}")
+    return problems
+
+
+def read(path: pathlib.Path):
+    return nbformat.read(path, as_version=4)

@@ -1,0 +1,149 @@
+"""The built book, opened in headless Chromium the way a reader opens it.
+
+Every page in the table of contents loads with no request to another host, no failed request and no console
+error; math is typeset by the book's own MathJax; the widgets show their initial state; figures have alt text;
+launch buttons point at the right notebooks on Binder and Colab.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from tests.site.conftest import HTML, ROOT, SCREENSHOTS
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"]["branch"]
+ORG_REPO = urllib.parse.urlparse(REPO_URL).path.strip("/")
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    walk(toc.get("chapters", []))
+    return files
+
+
+def has_math(name: str) -> bool:
+    """Whether the page's source has MyST math ($...$ or $$...$$) in its prose."""
+    md, nb = ROOT / f"{name}.md", ROOT / f"{name}.ipynb"
+    if md.exists():
+        return "$" in md.read_text()
+    import nbformat
+
+    return any(c.cell_type == "markdown" and "$" in c.source for c in nbformat.read(nb, as_version=4).cells)
+
+
+PAGES = toc_files()
+MATH_PAGES = [f for f in PAGES if has_math(f)]
+NOTEBOOK_PAGES = [f for f in PAGES if (ROOT / f"{f}.ipynb").exists()]
+# Pages that must show live widgets in their static state, with the minimum number of rendered images in them.
+WIDGET_PAGES = {"chapters/02-backprop/01-neuron": 1, "chapters/02-backprop/04-training": 1}
+
+
+@dataclass
+class Visit:
+    external: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def visits(browser, site_url):
+    """Open each page once; keep the page objects for the per-page checks."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = {}
+    for name in PAGES:
+        page = context.new_page()
+        visit = Visit()
+        page.on("request", lambda r, v=visit: None if r.url.startswith(site_url) else v.external.append(r.url))
+        page.on("requestfailed", lambda r, v=visit: v.failed.append(f"{r.url} ({r.failure})"))
+        page.on("response", lambda r, v=visit: v.failed.append(f"{r.url} ({r.status})") if r.status >= 400 else None)
+        page.on("console", lambda m, v=visit: v.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, v=visit: v.console_errors.append(str(e)))
+        page.goto(f"{site_url}/{name}.html", wait_until="networkidle")
+        # MathJax typesets asynchronously; wait until it says it is done.
+        page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)")
+        page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
+        page.screenshot(path=str(SCREENSHOTS / f"{name.replace('/', '__')}.png"), full_page=True)
+        opened[name] = (page, visit)
+    yield opened
+    context.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_loads_offline_without_errors(visits, name):
+    page, visit = visits[name]
+    assert page.title(), f"{name}: empty title"
+    assert visit.external == [], f"{name}: requests left the site: {visit.external}"
+    assert visit.failed == [], f"{name}: failed requests: {visit.failed}"
+    assert visit.console_errors == [], f"{name}: console errors: {visit.console_errors}"
+    assert page.locator(".output.traceback, .output.error").count() == 0, f"{name}: an error output is shown"
+
+
+@pytest.mark.parametrize("name", MATH_PAGES)
+def test_math_is_typeset(visits, name):
+    page, _ = visits[name]
+    raw_math = page.locator(".math").count()
+    assert raw_math > 0, f"{name}: its source has math but the page has none"
+    assert page.locator("mjx-container").count() >= raw_math, f"{name}: math left untypeset"
+    assert page.locator("mjx-merror").count() == 0, f"{name}: MathJax reported a TeX error"
+
+
+def test_the_chapter_pages_have_math():
+    assert len([n for n in MATH_PAGES if n.startswith("chapters/02-backprop/0")]) >= 4
+
+
+@pytest.mark.parametrize("name", sorted(WIDGET_PAGES))
+def test_widgets_show_their_initial_state(visits, name):
+    page, _ = visits[name]
+    assert name in visits, f"{name} is not in the table of contents"
+    page.wait_for_selector(".jupyter-widgets img", timeout=15000)
+    widget_images = page.locator(".jupyter-widgets img")
+    assert widget_images.count() >= WIDGET_PAGES[name]
+    for i in range(widget_images.count()):
+        width = widget_images.nth(i).evaluate("img => img.complete ? img.naturalWidth : 0")
+        assert width > 100, f"{name}: widget image {i} did not render"
+    assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets .widget-dropdown").count() >= 2
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_images_have_alt_text(visits, name):
+    page, _ = visits[name]
+    missing = page.evaluate(
+        "() => Array.from(document.querySelectorAll('main img'))"
+        ".filter(i => !i.closest('.jupyter-widgets') && !(i.getAttribute('alt') || '').trim())"
+        ".map(i => i.getAttribute('src'))"
+    )
+    assert missing == [], f"{name}: images without alt text: {missing}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_PAGES)
+def test_launch_buttons_open_this_notebook(visits, name):
+    page, _ = visits[name]
+    hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a')).map(a => a.href)")
+    binder = f"https://mybinder.org/v2/gh/{ORG_REPO}/{BRANCH}?urlpath=lab/tree/{name}.ipynb"
+    colab = f"https://colab.research.google.com/github/{ORG_REPO}/blob/{BRANCH}/{name}.ipynb"
+    assert binder in hrefs, f"{name}: no Binder link {binder}"
+    assert colab in hrefs, f"{name}: no Colab link {colab}"
+    assert (ROOT / f"{name}.ipynb").exists()
+
+
+def test_every_toc_page_was_built():
+    missing = [n for n in PAGES if not (HTML / f"{n}.html").exists()]
+    assert missing == []
