@@ -1,0 +1,107 @@
+"""Activation functions and their derivatives, written with numpy.
+
+Introduced in chapter 2, Neurons, forward propagation and backpropagation. A neuron computes a weighted sum
+``z = x @ w + b`` (the pre-activation) and then an activation ``a = f(z)``. Backpropagation needs the local
+derivative ``f'(z)``, so every activation here comes with its derivative, and both take the *pre-activation*
+``z``: the derivative is evaluated where the forward pass evaluated ``f``.
+
+All functions work elementwise on arrays of any shape (or on plain floats) and return float64 arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _as_float(z) -> np.ndarray:
+    return np.asarray(z, dtype=np.float64)
+
+
+def sigmoid(z):
+    """Logistic sigmoid ``1 / (1 + e^{-z})``, squashing any real number into (0, 1). Shape: like ``z``.
+
+    The textbook formula overflows for large negative ``z`` (``e^{1000}``). Rewriting it with ``e^{-|z|}``,
+    which is always in (0, 1], gives the same value without any overflow.
+    """
+    z = _as_float(z)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_grad(z):
+    """Derivative of the sigmoid at ``z``: ``s (1 - s)`` with ``s = sigmoid(z)``. At most 1/4, at ``z = 0``."""
+    s = sigmoid(z)
+    return s * (1.0 - s)
+
+
+def tanh(z):
+    """Hyperbolic tangent, in (-1, 1): a sigmoid stretched and centred on zero, ``2 sigmoid(2z) - 1``."""
+    return np.tanh(_as_float(z))
+
+
+def tanh_grad(z):
+    """Derivative of tanh at ``z``: ``1 - tanh(z)^2``. Equal to 1 at ``z = 0``, four times the sigmoid's."""
+    t = np.tanh(_as_float(z))
+    return 1.0 - t**2
+
+
+def relu(z):
+    """Rectified linear unit ``max(0, z)``."""
+    return np.maximum(_as_float(z), 0.0)
+
+
+def relu_grad(z):
+    """Derivative of ReLU: 1 where ``z > 0``, else 0.
+
+    ReLU has no derivative at exactly ``z = 0``; we use 0 there, the same choice as PyTorch, so that
+    gradients agree with ``torch.relu`` everywhere.
+    """
+    return (_as_float(z) > 0).astype(np.float64)
+
+
+def identity(z):
+    """The identity ``f(z) = z``: a "linear" layer, used for the output logits."""
+    return _as_float(z).copy()
+
+
+def identity_grad(z):
+    """Derivative of the identity: 1 everywhere."""
+    return np.ones_like(_as_float(z))
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function ``f`` bundled with its derivative ``df`` (both take the pre-activation ``z``)."""
+
+    name: str
+    f: Callable
+    df: Callable
+
+    def __call__(self, z):
+        return self.f(z)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_grad),
+    "tanh": Activation("tanh", tanh, tanh_grad),
+    "relu": Activation("relu", relu, relu_grad),
+    "identity": Activation("identity", identity, identity_grad),
+}
+
+
+def get_activation(name_or_activation: str | Activation) -> Activation:
+    """Look up an activation by name (``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"identity"``) or pass one through.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names.
+    """
+    if isinstance(name_or_activation, Activation):
+        return name_or_activation
+    try:
+        return ACTIVATIONS[name_or_activation]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(k) for k in ACTIVATIONS)
+        raise ValueError(f"unknown activation {name_or_activation!r}; choose one of {valid}") from None
