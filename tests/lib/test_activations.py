@@ -5,8 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from lmbook.activations import ACTIVATIONS, Activation, get_activation, sigmoid, sigmoid_grad
 from torch.testing import assert_close
+
+from lmbook.activations import ACTIVATIONS, Activation, get_activation, sigmoid, sigmoid_grad
 
 TORCH_FUNCTIONS = {
     "sigmoid": torch.sigmoid,

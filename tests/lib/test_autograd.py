@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.testing import assert_close
+
 from lmbook.autograd import Layer, Neuron, ScalarMLP, Value, scalar_bce_with_logits, topological_order, trace
 from lmbook.data import two_moons
 from lmbook.mlp import MLP
-from torch.testing import assert_close
 
 INPUTS = (0.7, -1.3, 2.1)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lmbook.data import DATASETS_2D, circles, make_2d, spirals, train_test_split, two_moons, xor, xor_clusters
 from lmbook.mlp import MLP, accuracy, train
 

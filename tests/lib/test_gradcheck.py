@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from torch.testing import assert_close
+
 from lmbook.data import two_moons
 from lmbook.gradcheck import gradcheck_mlp, numerical_grad, relative_error
 from lmbook.mlp import MLP
-from torch.testing import assert_close
 
 
 def f_numpy(x):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.testing import assert_close
+
 from lmbook.losses import bce, bce_grad, bce_with_logits, bce_with_logits_grad, mse, mse_grad
 from lmbook.testing import ShapeError
-from torch.testing import assert_close
 
 RNG = np.random.default_rng(0)
 B = 16

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.testing import assert_close
+
 from lmbook.activations import sigmoid
 from lmbook.losses import mse, mse_grad
 from lmbook.mlp import MLP, MLPConfig, accuracy, dense_backward, dense_forward, init_scale, train
 from lmbook.testing import ShapeError
-from torch.testing import assert_close
 
 ACTIVATIONS = ["tanh", "sigmoid", "relu", "identity"]
 SIZES = [(2, 1), (2, 3, 1), (3, 8, 4, 1), (5, 16, 16, 8, 1)]

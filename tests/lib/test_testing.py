@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from lmbook.testing import ShapeError, check_shape
 
 
