@@ -35,7 +35,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(VENDOR): $(NODE_STAMP) tools/vendor.py | $(STAMP)
+$(VENDOR): $(NODE_STAMP) tools/vendor.py $(wildcard book_assets/*.js) | $(STAMP)
 	$(PY) tools/vendor.py
 
 install: $(STAMP) $(VENDOR)
@@ -57,8 +57,9 @@ lab: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(PY) tools/setup_cell.py --check
+	$(PY) tools/exercises.py --check
 
-test-lib: $(STAMP)
+test-lib: install
 	$(PYTEST) tests --ignore=tests/site -q
 
 # Executes every chapter notebook again, in a fresh kernel each; cells tagged nbval-check-output must print exactly
@@ -73,6 +74,16 @@ test: lint test-lib book test-notebooks test-site
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# ---- exercises ------------------------------------------------------------------------------------------
+# Regenerates exercises/NAME.ipynb and lmbook's public tests from exercises/source/NAME.ipynb (otter assign).
+exercises: $(STAMP)
+	$(PY) tools/exercises.py
+
+# Grades every notebook in a folder: make grade SUBMISSIONS=path/to/folder [GRADE_ARGS="--jobs 2"]
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/folder"; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)" $(GRADE_ARGS)
 
 setup-cells: $(STAMP)
 	$(PY) tools/setup_cell.py --write

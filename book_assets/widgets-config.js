@@ -12,3 +12,32 @@
     }
   }
 })();
+
+// The embed manager typesets widget labels with MathJax 2's API (MathJax.Hub.Queue); the book ships MathJax 3,
+// which has no Hub, so every widget label logged "Cannot read properties of undefined (reading 'Queue')".
+// Give whichever object is window.MathJax (first the page's config object, then MathJax 3 itself, which
+// replaces it when it loads) a non-enumerable Hub whose Queue forwards 'Typeset' requests to MathJax 3.
+(function () {
+  function withHub(mj) {
+    if (mj && typeof mj === "object" && !("Hub" in mj)) {
+      var hub = {
+        Queue: function () {
+          for (var i = 0; i < arguments.length; i++) {
+            var job = arguments[i];
+            if (Array.isArray(job) && job[0] === "Typeset" && job[2] && window.MathJax.typesetPromise) {
+              window.MathJax.typesetPromise([job[2]]).catch(function () {});
+            }
+          }
+        },
+      };
+      Object.defineProperty(mj, "Hub", { value: hub, enumerable: false, configurable: true });
+    }
+    return mj;
+  }
+  var current = withHub(window.MathJax);
+  Object.defineProperty(window, "MathJax", {
+    configurable: true,
+    get: function () { return current; },
+    set: function (value) { current = withHub(value); },
+  });
+})();

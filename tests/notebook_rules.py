@@ -50,8 +50,13 @@ def lmbook_exports() -> dict[str, str]:
 
 
 def _python_only(source: str) -> str:
-    # IPython magics and shell escapes are not Python; blank them out before parsing.
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    # IPython magics and shell escapes are not Python: replace each by `pass` at its own indentation, so that a
+    # magic that is the whole body of an `if` still leaves valid Python behind.
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip()
+        lines.append(line[: len(line) - len(stripped)] + "pass" if stripped.startswith(("%", "!")) else line)
+    return "\n".join(lines)
 
 
 def defined_names(source: str) -> set[str]:

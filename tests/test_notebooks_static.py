@@ -69,6 +69,11 @@ def test_redefinition_checker_catches_def_assignment_and_class():
     assert "sigmoid" in problems[0] and "MLP" in problems[1] and "dense_forward" in problems[2]
 
 
+def test_defined_names_survives_a_magic_that_is_a_whole_block():
+    source = 'import sys\nif "google.colab" in sys.modules:\n    %pip install lmbook\nx = 1'
+    assert defined_names(source) == {"x"}
+
+
 def test_defined_names_sees_nested_and_tuple_targets():
     assert defined_names("for i, (a, b) in enumerate(x):\n    def inner():\n        pass") >= {"i", "a", "b", "inner"}
 

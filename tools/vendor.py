@@ -13,6 +13,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = ROOT / "node_modules"
 OUT = ROOT / "_build" / "vendor_site" / "vendor"
+# Sphinx 7.4 neither overwrites an extra file that already exists in the built site with different content nor
+# copies anything when no page is out of date, so an existing built site gets the fresh copy from here.
+BUILT = ROOT / "_build" / "html" / "vendor"
 
 # (source inside node_modules, destination inside vendor/); a directory is copied whole.
 ASSETS = [
@@ -41,6 +44,9 @@ def main() -> int:
             shutil.copy2(source, target)
     for own in sorted(OWN.glob("*.js")):
         shutil.copy2(own, OUT / own.name)
+    if BUILT.parent.exists():
+        shutil.rmtree(BUILT, ignore_errors=True)
+        shutil.copytree(OUT, BUILT)
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"vendor: {len(list(OUT.rglob('*')))} files, {size / 1e6:.1f} MB in {OUT.relative_to(ROOT)}")
     return 0

@@ -55,6 +55,13 @@ NOTEBOOK_PAGES = [f for f in PAGES if (ROOT / f"{f}.ipynb").exists()]
 WIDGET_PAGES = {"chapters/02-backprop/01-neuron": 1, "chapters/02-backprop/04-training": 1}
 
 
+def leaves_site(url: str, site_url: str) -> bool:
+    """Whether a request goes to another host. data: and blob: URLs (widget images made in the page) stay local."""
+    if url.startswith(("data:", "blob:" + site_url + "/", "about:")):
+        return False
+    return not url.startswith(site_url + "/")
+
+
 @dataclass
 class Visit:
     external: list[str] = field(default_factory=list)
@@ -71,7 +78,7 @@ def visits(browser, site_url):
     for name in PAGES:
         page = context.new_page()
         visit = Visit()
-        page.on("request", lambda r, v=visit: None if r.url.startswith(site_url) else v.external.append(r.url))
+        page.on("request", lambda r, v=visit: v.external.append(r.url) if leaves_site(r.url, site_url) else None)
         page.on("requestfailed", lambda r, v=visit: v.failed.append(f"{r.url} ({r.failure})"))
         page.on("response", lambda r, v=visit: v.failed.append(f"{r.url} ({r.status})") if r.status >= 400 else None)
         page.on("console", lambda m, v=visit: v.console_errors.append(m.text) if m.type == "error" else None)
@@ -142,6 +149,16 @@ def test_launch_buttons_open_this_notebook(visits, name):
     assert binder in hrefs, f"{name}: no Binder link {binder}"
     assert colab in hrefs, f"{name}: no Colab link {colab}"
     assert (ROOT / f"{name}.ipynb").exists()
+
+
+def test_leaves_site_tells_local_from_external_requests():
+    site = "http://127.0.0.1:8000"
+    assert not leaves_site(f"{site}/_static/x.js", site)
+    assert not leaves_site(f"blob:{site}/8f644ca6", site)
+    assert not leaves_site("data:image/png;base64,AAAA", site)
+    assert leaves_site("https://unpkg.com/thebe@0.8.2/lib/index.js", site)
+    assert leaves_site("blob:https://cdn.example.org/1", site)
+    assert leaves_site("http://127.0.0.1:8000.evil.org/x.js", site)
 
 
 def test_every_toc_page_was_built():
