@@ -1,0 +1,29 @@
+"""The book's interactive widgets, one module per widget family; every widget's logic lives here.
+
+Each widget is split in two. The *callback* is a small pure function of the control values: it computes
+numbers, draws nothing and is tested like any other function. The *drawing* keeps one matplotlib figure for
+the widget's whole life and only changes what it shows; after each change the figure is rendered to PNG into
+an ``ipywidgets.Image`` (:class:`~lmbook.widgets.base.FigureImage`), so the executed book's HTML shows each
+widget's initial state without a kernel.
+
+- :mod:`lmbook.widgets.base`: :class:`FigureImage` and the shared sizes.
+- :mod:`lmbook.widgets.neuron`: :class:`NeuronExplorer` (chapter 2).
+- :mod:`lmbook.widgets.boundary`: :class:`DecisionBoundaryTrainer` (chapter 2).
+"""
+
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage
+from lmbook.widgets.boundary import BoundaryResult, DecisionBoundaryTrainer, train_boundary
+from lmbook.widgets.neuron import NeuronExplorer, flat_fraction, neuron_response
+
+__all__ = [
+    "SLIDER_STYLE",
+    "WIDGET_DPI",
+    "WIDGET_SIZE",
+    "BoundaryResult",
+    "DecisionBoundaryTrainer",
+    "FigureImage",
+    "NeuronExplorer",
+    "flat_fraction",
+    "neuron_response",
+    "train_boundary",
+]
