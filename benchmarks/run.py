@@ -1,0 +1,513 @@
+"""Time the book on this machine: notebook execution, the from-scratch MLP against torch, and widget latency.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/run.py                  # everything
+    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp or widgets)
+    .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
+    .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
+
+Writes ``benchmarks/results.json`` (every number, with the machine and the date) and ``benchmarks/results.md``
+(the same, readable). A run with ``--only`` keeps the other sections of an earlier ``results.json``, each with
+the date and machine it was measured on. Every section checks its targets; a missed target is printed and
+marked in results.md, but the script still exits 0, because a slow machine is a finding, not a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LIB = ROOT / "lib"
+RESULTS_JSON = ROOT / "benchmarks" / "results.json"
+RESULTS_MD = ROOT / "benchmarks" / "results.md"
+
+NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s on a 2-core CPU
+WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
+TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
+
+SECTIONS = ("notebooks", "mlp", "widgets")
+
+
+def _use_local_lib() -> None:
+    """Make ``lmbook`` importable here and in notebook kernels, whether or not it is installed."""
+    if str(LIB) not in sys.path:
+        sys.path.insert(0, str(LIB))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(LIB) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB), *paths])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import matplotlib
+    import numpy
+    import torch
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+
+
+def target(name: str, value, limit, unit: str, passed: bool | None = None) -> dict:
+    """One checked target: ``value`` must be at most ``limit``, unless ``passed`` is given (errors)."""
+    ok = value <= limit if passed is None else passed
+    return {"name": name, "value": value, "limit": limit, "unit": unit, "passed": bool(ok)}
+
+
+# ----- (a) notebooks ----------------------------------------------------------------------------------------
+
+
+def find_notebooks(match: str | None = None) -> list[pathlib.Path]:
+    """Every chapter and exercise notebook (not checkpoints, not generated copies under exercises/dist)."""
+    found = sorted(ROOT.glob("chapters/**/*.ipynb")) + sorted(ROOT.glob("exercises/**/*.ipynb"))
+    skip = {".ipynb_checkpoints", "dist"}
+    found = [p for p in found if not skip & set(p.relative_to(ROOT).parts)]
+    if match:
+        found = [p for p in found if match in str(p.relative_to(ROOT))]
+    return found
+
+
+def time_notebook(path: pathlib.Path) -> dict:
+    """Execute a notebook in a fresh kernel, as the book build does; time the kernel start and the cells."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    row = {"notebook": str(path.relative_to(ROOT)), "cells": sum(c.cell_type == "code" for c in nb.cells)}
+    start = time.perf_counter()
+    try:
+        with client.setup_kernel():
+            ready = time.perf_counter()
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            done = time.perf_counter()  # before the kernel shuts down, which is not the notebook's time
+        row.update(kernel_start_s=ready - start, cells_s=done - ready, total_s=done - start, error=None)
+    except Exception as error:  # a failing notebook is a result to report, not a reason to stop
+        # A cell error carries the exception's name and message; anything else (a timeout, a dead kernel) is
+        # described by its own type.
+        name = getattr(error, "ename", None) or type(error).__name__
+        message = getattr(error, "evalue", None) or (str(error).strip().splitlines() or [""])[-1]
+        row.update(kernel_start_s=None, cells_s=None, total_s=None, error=f"{name}: {message}"[:300])
+    return row
+
+
+def bench_notebooks(quick: bool, match: str | None) -> dict:
+    notebooks = find_notebooks(match)
+    rows, targets = [], []
+    for path in notebooks:
+        print(f"  executing {path.relative_to(ROOT)} ...", flush=True)
+        row = time_notebook(path)
+        print(f"    ERROR {row['error']}" if row["error"] else f"    {row['total_s']:.1f} s", flush=True)
+        rows.append(row)
+        if row["error"]:
+            targets.append(target(f"{row['notebook']} executes", "error", "no error", "", passed=False))
+        else:
+            targets.append(target(f"{row['notebook']} total time", row["total_s"], NOTEBOOK_LIMIT_S, "s"))
+    return {
+        "what": "each notebook executed with nbclient in a fresh python3 kernel (store_widget_state=True, as "
+        "in "
+        "the book build); total = kernel start + all cells",
+        "rows": rows,
+        "targets": targets,
+    }
+
+
+# ----- (b) the from-scratch MLP against torch ---------------------------------------------------------------
+
+
+def bench_mlp(quick: bool) -> dict:
+    """Time a training step (forward, backward, update) of lmbook.mlp.MLP and of the same network in torch."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from lmbook.mlp import MLP
+
+    B, sizes, activation, lr = 256, (2, 64, 64, 1), "tanh", 0.1
+    steps, warmup = (50, 5) if quick else (500, 20)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(B, sizes[0]))
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float64)
+
+    def time_numpy() -> tuple[float, float]:
+        model = MLP(sizes, activation=activation, seed=0)
+        first_loss = model.loss(X, y)
+        for _ in range(warmup):
+            _, grads = model.loss_and_grads(X, y)
+            model.step(grads, lr)
+        start = time.perf_counter()
+        for _ in range(steps):
+            _, grads = model.loss_and_grads(X, y)
+            model.step(grads, lr)
+        return (time.perf_counter() - start) / steps, first_loss
+
+    def time_torch(dtype) -> tuple[float, float]:
+        net = MLP(sizes, activation=activation, seed=0).to_torch(dtype)
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        Xt, yt = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y, dtype=dtype)
+
+        def step() -> float:
+            opt.zero_grad(set_to_none=True)
+            loss = F.binary_cross_entropy_with_logits(net(Xt)[:, 0], yt)
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        with torch.no_grad():
+            first_loss = F.binary_cross_entropy_with_logits(net(Xt)[:, 0], yt).item()
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps, first_loss
+
+    numpy_s, numpy_loss = time_numpy()
+    torch32_s, torch32_loss = time_torch(torch.float32)
+    torch64_s, torch64_loss = time_torch(torch.float64)
+    rows = [
+        {
+            "implementation": "lmbook.mlp (numpy)",
+            "dtype": "float64",
+            "ms_per_step": numpy_s * 1e3,
+            "initial_loss": numpy_loss,
+        },
+        {
+            "implementation": "torch (nn.Sequential + SGD)",
+            "dtype": "float32",
+            "ms_per_step": torch32_s * 1e3,
+            "initial_loss": torch32_loss,
+        },
+        {
+            "implementation": "torch (nn.Sequential + SGD)",
+            "dtype": "float64",
+            "ms_per_step": torch64_s * 1e3,
+            "initial_loss": torch64_loss,
+        },
+    ]
+    agree = abs(numpy_loss - torch64_loss)
+    return {
+        "what": f"one full-batch training step (forward, backward, SGD update) of an MLP {sizes} with "
+        f"{activation} "
+        f"hidden units on B={B} examples; {steps} timed steps after {warmup} warm-up steps, one run each",
+        "batch": B,
+        "sizes": list(sizes),
+        "steps": steps,
+        "rows": rows,
+        "ratio_numpy_over_torch_float32": numpy_s / torch32_s,
+        "ratio_numpy_over_torch_float64": numpy_s / torch64_s,
+        "targets": [
+            # Not a speed target: the timing only means something if both sides train the same network.
+            target("numpy and torch float64 start from the same loss: absolute difference", agree, 1e-12, ""),
+        ],
+    }
+
+
+# ----- (c) widgets ------------------------------------------------------------------------------------------
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def bench_widgets(quick: bool) -> dict:
+    """Drive the widgets without a browser and time each kind of update (median over repeats)."""
+    import numpy as np
+
+    from lmbook.widgets import DecisionBoundaryTrainer, NeuronExplorer
+
+    repeats = 5 if quick else 20
+    # The first widget in a process loads fonts and warms caches; time it, then time warm constructions.
+    start = time.perf_counter()
+    NeuronExplorer()
+    first_construct_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    explorer = NeuronExplorer()
+    explorer_construct_s = time.perf_counter() - start
+    weights = [float(w) for w in np.linspace(-4.5, 4.5, repeats)]  # every update moves the slider
+    slider = [explorer.update(w=w) for w in weights]
+    names = ["tanh", "relu", "identity", "sigmoid"]
+    switch = [explorer.update(activation=names[i % len(names)]) for i in range(repeats)]
+
+    start = time.perf_counter()
+    trainer = DecisionBoundaryTrainer()
+    trainer_construct_s = time.perf_counter() - start
+    redraw = [trainer.redraw() for _ in range(repeats)]
+    train_s, train_redraw_s, train_total = [], [], []
+    for _ in range(repeats):
+        train_total.append(trainer.train())
+        train_s.append(trainer.timings["train_s"])
+        train_redraw_s.append(trainer.timings["redraw_s"])
+    png_kb = {
+        "NeuronExplorer": len(explorer.figure_image.image.value) / 1024,
+        "DecisionBoundaryTrainer": len(trainer.figure_image.image.value) / 1024,
+    }
+
+    median = f"median of {repeats}"
+    steps = trainer.result.steps
+    rows = [
+        ("NeuronExplorer: move the w slider, update(w=...)", _median_ms(slider), median),
+        ("NeuronExplorer: change the activation, update(activation=...)", _median_ms(switch), median),
+        ("DecisionBoundaryTrainer: redraw()", _median_ms(redraw), median),
+        (f"DecisionBoundaryTrainer: train(), {steps} steps: training", _median_ms(train_s), median),
+        ("DecisionBoundaryTrainer: train(): redraw with re-layout", _median_ms(train_redraw_s), median),
+        ("DecisionBoundaryTrainer: train(): total", _median_ms(train_total), median),
+        ("first widget in a fresh process (NeuronExplorer, loads fonts)", first_construct_s * 1e3, "single"),
+        ("construct NeuronExplorer (warm)", explorer_construct_s * 1e3, "single"),
+        ("construct DecisionBoundaryTrainer (warm, trains once)", trainer_construct_s * 1e3, "single"),
+    ]  # fmt: skip
+    return {
+        "what": "widgets driven from Python without a browser; every time includes rendering the PNG",
+        "repeats": repeats,
+        "rows": [{"action": a, "ms": ms, "statistic": stat} for a, ms, stat in rows],
+        "png_kib": png_kb,
+        "targets": [
+            target("NeuronExplorer slider update", _median_ms(slider), WIDGET_LIMIT_MS, "ms"),
+            target("NeuronExplorer activation change", _median_ms(switch), WIDGET_LIMIT_MS, "ms"),
+            target("DecisionBoundaryTrainer redraw", _median_ms(redraw), WIDGET_LIMIT_MS, "ms"),
+            target(
+                "DecisionBoundaryTrainer construction (trains once)",
+                trainer_construct_s,
+                TRAINER_START_LIMIT_S,
+                "s",
+            ),
+        ],
+    }
+
+
+# ----- report -----------------------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits - 1}f}"
+    return str(value)
+
+
+def _with_unit(value, unit: str) -> str:
+    return f"{_fmt(value)} {unit}".strip()
+
+
+def _describe(t: dict) -> str:
+    """A target as one line of text, e.g. ``widget update: 57.00 ms (limit 100.00 ms)``."""
+    return f"{t['name']}: {_with_unit(t['value'], t['unit'])} (limit {_with_unit(t['limit'], t['unit'])})"
+
+
+def _machine_line(m: dict) -> str:
+    return (
+        f"{m['cpu']}, {m['usable_cores']} usable cores (torch threads {m['torch_threads']}); "
+        f"numpy {m['numpy']}, torch {m['torch']}, matplotlib {m['matplotlib']}, Python {m['python']}"
+    )
+
+
+def render_markdown(results: dict) -> str:
+    lines = ["# Benchmark results", ""]
+    lines += [
+        "Written by `benchmarks/run.py` (run it from the repository root; `--only notebooks|mlp|widgets`, "
+        "`--quick`). Every number below was measured, not estimated; each section names its machine and "
+        "date.",
+        "",
+    ]
+    m = results["machine"]
+    lines += ["## Machine", "", "| | |", "|---|---|"]
+    for key in (
+        "cpu",
+        "logical_cores",
+        "usable_cores",
+        "torch_threads",
+        "gpu",
+        "python",
+        "platform",
+        "numpy",
+        "torch",
+        "matplotlib",
+    ):
+        lines.append(f"| {key} | {m.get(key)} |")
+    lines += [f"| last run | {results['date']} |", ""]
+
+    sections = results["sections"]
+    all_targets = []
+    if "notebooks" in sections:
+        s = sections["notebooks"]
+        lines += ["## (a) Notebook execution", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        if s["rows"]:
+            lines += [
+                "| notebook | code cells | kernel start (s) | cells (s) | total (s) | within 60 s |",
+                "|---|---:|---:|---:|---:|---|",
+            ]
+            for row in s["rows"]:
+                ok = (
+                    "ERROR: " + row["error"].replace("|", "/").replace("\n", " ")[:160]
+                    if row["error"]
+                    else ("pass" if row["total_s"] <= NOTEBOOK_LIMIT_S else "**FAIL**")
+                )
+                lines.append(
+                    f"| `{row['notebook']}` | {row['cells']} | {_fmt(row['kernel_start_s'])} | "
+                    f"{_fmt(row['cells_s'])} | {_fmt(row['total_s'])} | {ok} |"
+                )
+        else:
+            lines.append("No notebooks found under chapters/ or exercises/.")
+        lines.append("")
+    if "mlp" in sections:
+        s = sections["mlp"]
+        lines += [
+            "## (b) From-scratch MLP step against torch",
+            "",
+            _sentence(s["what"]),
+            "",
+            _section_meta(s),
+            "",
+        ]
+        lines += ["| implementation | dtype | ms / step | initial loss |", "|---|---|---:|---:|"]
+        for row in s["rows"]:
+            lines.append(
+                f"| {row['implementation']} | {row['dtype']} | {row['ms_per_step']:.3f} | "
+                f"{row['initial_loss']:.6f} |"
+            )
+        lines += [
+            "",
+            f"numpy / torch float32: **{s['ratio_numpy_over_torch_float32']:.2f}x** the time per step; "
+            f"numpy / torch float64: **{s['ratio_numpy_over_torch_float64']:.2f}x**.",
+            "",
+        ]
+    if "widgets" in sections:
+        s = sections["widgets"]
+        lines += ["## (c) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["| action | time (ms) | statistic |", "|---|---:|---|"]
+        for row in s["rows"]:
+            lines.append(f"| {row['action']} | {row['ms']:.1f} | {row['statistic']} |")
+        sizes = ", ".join(f"{name} {kib:.0f} KiB" for name, kib in s["png_kib"].items())
+        lines += ["", f"PNG size per update: {sizes}.", ""]
+    for name in SECTIONS:
+        if name in sections:
+            all_targets += [(name, t) for t in sections[name]["targets"]]
+    lines += ["## Targets", "", "| section | target | measured | limit | result |", "|---|---|---:|---:|---|"]
+    for name, t in all_targets:
+        cells = [
+            name,
+            t["name"].replace("|", "/"),  # a bare | would split the table cell
+            _with_unit(t["value"], t["unit"]),
+            _with_unit(t["limit"], t["unit"]),
+            "pass" if t["passed"] else "**MISSED**",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    missed = sum(not t["passed"] for _, t in all_targets)
+    lines += ["", f"{len(all_targets) - missed} of {len(all_targets)} targets met.", ""]
+    return "\n".join(lines)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _section_meta(section: dict) -> str:
+    mode = " (quick mode: fewer repetitions)" if section.get("quick") else ""
+    return f"Measured {section['date']} on {_machine_line(section['machine'])}{mode}."
+
+
+def load_previous() -> dict:
+    try:
+        return json.loads(RESULTS_JSON.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=SECTIONS, help="run one section; keep the others from results.json")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer MLP steps and widget repeats (notebooks always run in full)",
+    )
+    parser.add_argument("--match", help="only notebooks whose path contains this text")
+    args = parser.parse_args(argv)
+    _use_local_lib()
+
+    info = machine()
+    date = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    previous = load_previous()
+    sections = dict(previous.get("sections", {})) if args.only else {}
+    runners = {
+        "notebooks": lambda: bench_notebooks(args.quick, args.match),
+        "mlp": lambda: bench_mlp(args.quick),
+        "widgets": lambda: bench_widgets(args.quick),
+    }
+    for name in [args.only] if args.only else SECTIONS:
+        print(f"[{name}]", flush=True)
+        try:
+            section = runners[name]()
+        except Exception as error:  # report a broken section and still write the others
+            traceback.print_exc()
+            section = {
+                "what": f"the {name} benchmark crashed: {type(error).__name__}: {error}",
+                "rows": [],
+                "targets": [target(f"{name} benchmark runs", "crashed", "runs", "", passed=False)],
+            }
+            if name == "mlp":
+                section.update(
+                    ratio_numpy_over_torch_float32=float("nan"), ratio_numpy_over_torch_float64=float("nan")
+                )
+            if name == "widgets":
+                section["png_kib"] = {}
+        section.update(date=date, machine=info, quick=args.quick)
+        sections[name] = section
+        for t in section["targets"]:
+            print(f"  {'ok  ' if t['passed'] else 'MISS'} {_describe(t)}")
+
+    results = {"date": date, "machine": info, "sections": {k: sections[k] for k in SECTIONS if k in sections}}
+    RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS_MD.write_text(render_markdown(results))
+    missed = [(n, t) for n in SECTIONS if n in sections for t in sections[n]["targets"] if not t["passed"]]
+    print(f"\nwrote {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
+    if missed:
+        print(f"\n{len(missed)} TARGET(S) MISSED:")
+        for name, t in missed:
+            print(f"  [{name}] {_describe(t)}")
+    else:
+        print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
