@@ -17,6 +17,10 @@ VENDOR = ROOT / "_build" / "vendor_site"
 def make_book(folder, cells):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["sphinx"]["config"]["html_extra_path"] = [str(VENDOR)]
+    # Local Sphinx extensions are found relative to the book's folder; this book lives elsewhere.
+    config["sphinx"]["local_extensions"] = {
+        name: str(ROOT / path) for name, path in config["sphinx"].get("local_extensions", {}).items()
+    }
     config["html"].pop("favicon", None)
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
     (folder / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: page\n")
