@@ -5,7 +5,10 @@ Introduced in chapter 2, Neurons, forward propagation and backpropagation. A neu
 derivative ``f'(z)``, so every activation here comes with its derivative, and both take the *pre-activation*
 ``z``: the derivative is evaluated where the forward pass evaluated ``f``.
 
-All functions work elementwise on arrays of any shape (or on plain floats) and return float64 arrays.
+Chapter 3, Losses and gradient descent, adds :func:`softmax` and :func:`log_softmax`, which act along one
+axis (a vector of class scores) rather than elementwise.
+
+All other functions work elementwise on arrays of any shape (or on plain floats) and return float64 arrays.
 """
 
 from __future__ import annotations
@@ -105,3 +108,38 @@ def get_activation(name_or_activation: str | Activation) -> Activation:
     except (KeyError, TypeError):
         valid = ", ".join(repr(k) for k in ACTIVATIONS)
         raise ValueError(f"unknown activation {name_or_activation!r}; choose one of {valid}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Softmax: from K scores to a probability distribution (chapter 3, Losses and gradient descent)
+
+
+def softmax(z, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``: ``exp(z_k) / sum_j exp(z_j)``, turning ``K`` scores into ``K`` probabilities.
+
+    Shape: like ``z`` (any shape); the entries along ``axis`` are positive and sum to 1.
+
+    Adding the same number to every score leaves the softmax unchanged (the factor ``e^c`` cancels), so we
+    subtract the largest score first. Then the largest exponent is ``e^0 = 1`` and nothing overflows, whereas
+    the textbook formula turns a score of 1000 into ``inf / inf = nan``.
+
+    A softmax over a single score is always exactly 1, whatever the score: it carries no information and its
+    gradient is zero. Two classes need either one sigmoid output or a softmax over two scores, which equals
+    ``sigmoid(z_1 - z_0)``.
+    """
+    z = _as_float(z)
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(z, axis: int = -1) -> np.ndarray:
+    """Logarithm of :func:`softmax`, computed without ever forming the (possibly rounded-to-zero) probabilities.
+
+    ``log softmax(z)_k = z_k - m - log(sum_j exp(z_j - m))`` with ``m = max_j z_j``. Taking ``log(softmax(z))``
+    instead gives ``log(0) = -inf`` as soon as a probability underflows (a score 800 below the largest one),
+    while this form returns the exact, finite ``-800``. Shape: like ``z``.
+    """
+    z = _as_float(z)
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))

@@ -7,7 +7,16 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from lmbook.activations import ACTIVATIONS, Activation, get_activation, sigmoid, sigmoid_grad
+from lmbook.activations import (
+    ACTIVATIONS,
+    Activation,
+    get_activation,
+    log_softmax,
+    sigmoid,
+    sigmoid_grad,
+    softmax,
+)
+from lmbook.gradcheck import numerical_grad
 
 TORCH_FUNCTIONS = {
     "sigmoid": torch.sigmoid,
@@ -97,3 +106,76 @@ def test_activation_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         act.name = "relu"
     assert isinstance(act, Activation)
+
+
+# ----- softmax and log-softmax (chapter 3) -----------------------------------------------------------------
+
+SCORES = np.random.default_rng(1).normal(0, 4, size=(6, 5))
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_and_log_softmax_match_torch(axis):
+    zt = torch.tensor(SCORES)
+    assert_close(torch.from_numpy(softmax(SCORES, axis=axis)), torch.softmax(zt, dim=axis))
+    assert_close(torch.from_numpy(log_softmax(SCORES, axis=axis)), torch.log_softmax(zt, dim=axis))
+    np.testing.assert_allclose(softmax(SCORES, axis=axis).sum(axis=axis), 1.0)
+
+
+def test_softmax_of_any_shape_and_of_integers():
+    z = np.arange(24).reshape(2, 3, 4)
+    p = softmax(z, axis=1)
+    assert p.shape == (2, 3, 4) and p.dtype == np.float64
+    assert_close(torch.from_numpy(p), torch.softmax(torch.tensor(z, dtype=torch.float64), dim=1))
+
+
+def test_softmax_derivatives_match_torch_autograd():
+    """Finite differences of our softmax and log-softmax agree with torch's Jacobians (diag(p) - p p^T for softmax)."""
+    z = SCORES[0].copy()
+    for ours, theirs in ((softmax, torch.softmax), (log_softmax, torch.log_softmax)):
+        jacobian = torch.autograd.functional.jacobian(lambda t, f=theirs: f(t, dim=0), torch.tensor(z))
+        rows = np.array([numerical_grad(lambda v, k=k, f=ours: f(v)[k], z) for k in range(len(z))])
+        assert_close(torch.from_numpy(rows), jacobian, rtol=1e-6, atol=1e-8)
+    p = softmax(z)
+    softmax_jacobian = torch.autograd.functional.jacobian(lambda t: torch.softmax(t, dim=0), torch.tensor(z))
+    assert_close(torch.from_numpy(np.diag(p) - np.outer(p, p)), softmax_jacobian)
+
+
+def test_softmax_ignores_a_shift_of_all_scores():
+    np.testing.assert_allclose(softmax(SCORES + 1000.0), softmax(SCORES), rtol=1e-12)
+
+
+def test_naive_softmax_overflows_but_ours_does_not():
+    z = np.array([[1000.0, 999.0, -1000.0], [-800.0, 0.0, 1.0]])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        naive = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+        naive_log = np.log(naive)
+    assert np.isnan(naive[0]).any()  # inf / inf
+    assert np.isneginf(naive_log[1, 0])  # e^-800 rounds to 0, and log(0) = -inf
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        p = softmax(z)
+        logp = log_softmax(z)
+    assert np.all(np.isfinite(p)) and np.all(np.isfinite(logp))
+    zt = torch.tensor(z)
+    assert_close(torch.from_numpy(p), torch.softmax(zt, dim=-1))
+    assert_close(torch.from_numpy(logp), torch.log_softmax(zt, dim=-1))
+    assert logp[1, 0] == pytest.approx(-801.0 - np.log1p(np.exp(-1.0)), rel=1e-12)
+
+
+def test_softmax_over_a_single_output_is_always_one():
+    """Seed-map mistake 12: one softmax output is constantly 1, so its gradient is zero and nothing is learned."""
+    z = np.linspace(-20, 20, 9)[:, None]  # (B, 1): one score per example
+    np.testing.assert_array_equal(softmax(z), np.ones_like(z))
+    for b in range(len(z)):
+        row = z[b].copy()
+        np.testing.assert_array_equal(numerical_grad(lambda v: softmax(v)[0], row), [0.0])
+    zt = torch.tensor(z, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.softmax(zt, dim=-1).sum(), zt)
+    assert torch.all(grad == 0)
+
+
+def test_two_way_softmax_is_the_sigmoid_of_the_score_difference():
+    """A binary classifier needs one sigmoid unit or a softmax over two scores: the two are the same model."""
+    z = SCORES[:, :2]
+    p = softmax(z)
+    np.testing.assert_allclose(p[:, 1], sigmoid(z[:, 1] - z[:, 0]), rtol=1e-12)
+    np.testing.assert_allclose(p[:, 0], sigmoid(z[:, 0] - z[:, 1]), rtol=1e-12)
