@@ -9,11 +9,20 @@ widget's initial state without a kernel.
 - :mod:`lmbook.widgets.base`: :class:`FigureImage` and the shared sizes.
 - :mod:`lmbook.widgets.neuron`: :class:`NeuronExplorer` (chapter 2).
 - :mod:`lmbook.widgets.boundary`: :class:`DecisionBoundaryTrainer` (chapter 2).
+- :mod:`lmbook.widgets.optimizers`: :class:`OptimizerRace` (chapter 3).
+- :mod:`lmbook.widgets.learning_rate`: :class:`LearningRateExplorer` (chapter 3).
+- :mod:`lmbook.widgets.overfitting`: :class:`OverfittingExplorer` (chapter 4).
+- :mod:`lmbook.widgets.threshold`: :class:`ThresholdExplorer` (chapter 4).
+- :mod:`lmbook.widgets.blitting`: :class:`~lmbook.widgets.blitting.BlitFigureImage`, a faster FigureImage.
 """
 
 from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage
 from lmbook.widgets.boundary import BoundaryResult, DecisionBoundaryTrainer, train_boundary
+from lmbook.widgets.learning_rate import LearningRateExplorer, experiment_data, lr_experiment, lr_verdict
 from lmbook.widgets.neuron import NeuronExplorer, flat_fraction, neuron_response
+from lmbook.widgets.optimizers import RACE_OPTIMIZERS, OptimizerRace, gap_to_minimum, race
+from lmbook.widgets.overfitting import OverfittingExplorer, OverfittingResult, overfitting_curves
+from lmbook.widgets.threshold import ThresholdExplorer
 
 __all__ = [
     "SLIDER_STYLE",
@@ -26,4 +35,16 @@ __all__ = [
     "flat_fraction",
     "neuron_response",
     "train_boundary",
+    "OverfittingExplorer",
+    "OverfittingResult",
+    "ThresholdExplorer",
+    "overfitting_curves",
+    "RACE_OPTIMIZERS",
+    "OptimizerRace",
+    "gap_to_minimum",
+    "race",
+    "LearningRateExplorer",
+    "experiment_data",
+    "lr_experiment",
+    "lr_verdict",
 ]
