@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
-    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp or widgets)
+    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp, optim or widgets)
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
 
@@ -35,7 +35,7 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "widgets")
+SECTIONS = ("notebooks", "mlp", "optim", "widgets")
 
 
 def _use_local_lib() -> None:
@@ -240,7 +240,67 @@ def bench_mlp(quick: bool) -> dict:
     }
 
 
-# ----- (c) widgets ------------------------------------------------------------------------------------------
+# ----- (c) the from-scratch optimisers against torch.optim ----------------------------------------------------
+
+
+def bench_optim(quick: bool) -> dict:
+    """Time one optimiser step of lmbook.optim and of torch.optim on the same parameter and gradient (float64)."""
+    import numpy as np
+    import torch
+
+    from lmbook.optim import SGD, Adam, AdamW, RMSprop
+
+    size = 1_000_000
+    steps, warmup = (10, 2) if quick else (50, 5)
+    rng = np.random.default_rng(0)
+    start_value = rng.normal(size=size)
+    grad = rng.normal(size=size)
+    settings = [
+        ("SGD with momentum 0.9", SGD, torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
+        ("RMSprop", RMSprop, torch.optim.RMSprop, {"lr": 0.01}),
+        ("Adam", Adam, torch.optim.Adam, {"lr": 0.001}),
+        ("AdamW (weight decay 0.01)", AdamW, torch.optim.AdamW, {"lr": 0.001, "weight_decay": 0.01}),
+    ]
+    rows, targets = [], []
+    for name, ours_cls, torch_cls, kwargs in settings:
+        p = start_value.copy()
+        ours = ours_cls([p], **kwargs)
+        for _ in range(warmup):
+            ours.step([grad])
+        began = time.perf_counter()
+        for _ in range(steps):
+            ours.step([grad])
+        ours_s = (time.perf_counter() - began) / steps
+
+        # torch.optim.Adam and friends pick a fused or for-each path by default; the single-tensor loop is the
+        # like-for-like comparison with one numpy parameter, so foreach=False.
+        tp = torch.nn.Parameter(torch.from_numpy(start_value.copy()))
+        opt = torch_cls([tp], foreach=False, **kwargs)
+        tg = torch.from_numpy(grad)
+        for _ in range(warmup):
+            tp.grad = tg
+            opt.step()
+        began = time.perf_counter()
+        for _ in range(steps):
+            tp.grad = tg
+            opt.step()
+        torch_s = (time.perf_counter() - began) / steps
+        difference = float(np.max(np.abs(p - tp.detach().numpy())))
+        rows.append({"optimizer": name, "ours_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3,
+                     "ratio": ours_s / torch_s, "max_abs_difference": difference})  # fmt: skip
+        targets.append(target(f"{name}: same parameters as torch after {warmup + steps} steps", difference,
+                              1e-10, ""))  # fmt: skip
+    return {
+        "what": f"one optimiser step on a float64 parameter of {size:,} elements with a fixed gradient; "
+        f"{steps} timed steps after {warmup} warm-up steps; torch.optim with foreach=False (one tensor)",
+        "size": size,
+        "steps": steps,
+        "rows": rows,
+        "targets": targets,
+    }
+
+
+# ----- (d) widgets ------------------------------------------------------------------------------------------
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -280,6 +340,7 @@ def bench_widgets(quick: bool) -> dict:
         "NeuronExplorer": len(explorer.figure_image.image.value) / 1024,
         "DecisionBoundaryTrainer": len(trainer.figure_image.image.value) / 1024,
     }
+    later = bench_later_widgets(repeats)
 
     median = f"median of {repeats}"
     steps = trainer.result.steps
@@ -293,9 +354,11 @@ def bench_widgets(quick: bool) -> dict:
         ("first widget in a fresh process (NeuronExplorer, loads fonts)", first_construct_s * 1e3, "single"),
         ("construct NeuronExplorer (warm)", explorer_construct_s * 1e3, "single"),
         ("construct DecisionBoundaryTrainer (warm, trains once)", trainer_construct_s * 1e3, "single"),
+        *[(action, ms, median) for action, ms in later.items()],
     ]  # fmt: skip
     return {
-        "what": "widgets driven from Python without a browser; every time includes rendering the PNG",
+        "what": "widgets driven from Python without a browser; every time includes rendering the PNG; each "
+        "median is over the given number of updates, each moving the control to a new value",
         "repeats": repeats,
         "rows": [{"action": a, "ms": ms, "statistic": stat} for a, ms, stat in rows],
         "png_kib": png_kb,
@@ -303,6 +366,7 @@ def bench_widgets(quick: bool) -> dict:
             target("NeuronExplorer slider update", _median_ms(slider), WIDGET_LIMIT_MS, "ms"),
             target("NeuronExplorer activation change", _median_ms(switch), WIDGET_LIMIT_MS, "ms"),
             target("DecisionBoundaryTrainer redraw", _median_ms(redraw), WIDGET_LIMIT_MS, "ms"),
+            *[target(action, ms, WIDGET_LIMIT_MS, "ms") for action, ms in later.items()],
             target(
                 "DecisionBoundaryTrainer construction (trains once)",
                 trainer_construct_s,
@@ -311,6 +375,41 @@ def bench_widgets(quick: bool) -> dict:
             ),
         ],
     }
+
+
+def bench_later_widgets(repeats: int) -> dict[str, float]:
+    """Median update latency (ms) of the widgets of chapters 3 and 4, each control moved ``repeats`` times."""
+    import numpy as np
+
+    from lmbook.widgets import LearningRateExplorer, OptimizerRace, OverfittingExplorer, ThresholdExplorer
+
+    def sweep(widget, name, values) -> float:
+        return _median_ms([widget.update(**{name: v}) for v in values])
+
+    def cycle(options) -> list:
+        return [options[i % len(options)] for i in range(repeats)]
+
+    out = {}
+    race = OptimizerRace()
+    out["OptimizerRace: move the learning-rate slider"] = sweep(race, "lr", np.geomspace(0.005, 0.05, repeats))
+    out["OptimizerRace: move the momentum slider"] = sweep(race, "momentum", np.linspace(0.5, 0.95, repeats))
+    out["OptimizerRace: move the steps slider"] = sweep(race, "steps", cycle([50, 100, 200, 300]))
+    out["OptimizerRace: change the surface"] = sweep(race, "surface", cycle(["rosenbrock", "saddle",
+                                                                              "ill-conditioned quadratic"]))
+    explorer = LearningRateExplorer()
+    out["LearningRateExplorer: move the learning-rate slider"] = sweep(explorer, "lr",
+                                                                       np.geomspace(0.001, 1.0, repeats))
+    overfitting = OverfittingExplorer()
+    out["OverfittingExplorer: move the degree slider"] = sweep(overfitting, "degree", cycle([1, 3, 5, 7, 9, 12]))
+    out["OverfittingExplorer: move the training-set size slider"] = sweep(overfitting, "n_train",
+                                                                          cycle([10, 20, 40, 80]))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=500)
+    scores = 1 / (1 + np.exp(-(2.0 * y - 1.0 + rng.normal(size=500))))
+    threshold = ThresholdExplorer(y, scores)
+    out["ThresholdExplorer: move the threshold slider"] = sweep(threshold, "threshold",
+                                                                np.linspace(0.1, 0.9, repeats))
+    return out
 
 
 # ----- report -----------------------------------------------------------------------------------------------
@@ -343,7 +442,7 @@ def _machine_line(m: dict) -> str:
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
-        "Written by `benchmarks/run.py` (run it from the repository root; `--only notebooks|mlp|widgets`, "
+        "Written by `benchmarks/run.py` (run it from the repository root; `--only notebooks|mlp|optim|widgets`, "
         "`--quick`). Every number below was measured, not estimated; each section names its machine and "
         "date.",
         "",
@@ -410,9 +509,21 @@ def render_markdown(results: dict) -> str:
             f"numpy / torch float64: **{s['ratio_numpy_over_torch_float64']:.2f}x**.",
             "",
         ]
+    if "optim" in sections:
+        s = sections["optim"]
+        lines += ["## (c) From-scratch optimisers against torch.optim", "", _sentence(s["what"]), "",
+                  _section_meta(s), ""]  # fmt: skip
+        lines += ["| optimiser | lmbook.optim (ms) | torch.optim (ms) | ratio | max difference |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for row in s["rows"]:
+            lines.append(
+                f"| {row['optimizer']} | {row['ours_ms']:.2f} | {row['torch_ms']:.2f} | {row['ratio']:.2f}x | "
+                f"{row['max_abs_difference']:.1e} |"
+            )
+        lines.append("")
     if "widgets" in sections:
         s = sections["widgets"]
-        lines += ["## (c) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["## (d) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
         lines += ["| action | time (ms) | statistic |", "|---|---:|---|"]
         for row in s["rows"]:
             lines.append(f"| {row['action']} | {row['ms']:.1f} | {row['statistic']} |")
@@ -471,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {
         "notebooks": lambda: bench_notebooks(args.quick, args.match),
         "mlp": lambda: bench_mlp(args.quick),
+        "optim": lambda: bench_optim(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
     }
     for name in [args.only] if args.only else SECTIONS:
