@@ -52,7 +52,12 @@ PAGES = toc_files()
 MATH_PAGES = [f for f in PAGES if has_math(f)]
 NOTEBOOK_PAGES = [f for f in PAGES if (ROOT / f"{f}.ipynb").exists()]
 # Pages that must show live widgets in their static state, with the minimum number of rendered images in them.
-WIDGET_PAGES = {"chapters/02-backprop/01-neuron": 1, "chapters/02-backprop/04-training": 1}
+WIDGET_PAGES = {
+    "chapters/02-backprop/01-neuron": 1,
+    "chapters/02-backprop/04-training": 1,
+    "chapters/03-gradient-descent/02-linear-regression": 1,
+    "chapters/03-gradient-descent/04-optimizers": 1,
+}
 
 
 def leaves_site(url: str, site_url: str) -> bool:
