@@ -13,6 +13,7 @@ widget's initial state without a kernel.
 - :mod:`lmbook.widgets.learning_rate`: :class:`LearningRateExplorer` (chapter 3).
 - :mod:`lmbook.widgets.overfitting`: :class:`OverfittingExplorer` (chapter 4).
 - :mod:`lmbook.widgets.threshold`: :class:`ThresholdExplorer` (chapter 4).
+- :mod:`lmbook.widgets.attention`: :class:`AttentionViewer`, :class:`PositionalEncodingExplorer` (chapter 7).
 - :mod:`lmbook.widgets.blitting`: :class:`~lmbook.widgets.blitting.BlitFigureImage`, a faster FigureImage.
 """
 
@@ -48,3 +49,13 @@ __all__ = [
     "lr_experiment",
     "lr_verdict",
 ]
+
+from lmbook.widgets.attention import (  # noqa: E402  (chapter 7)
+    AttentionViewer,
+    PositionalEncodingExplorer,
+    attention_maps,
+    attention_modules,
+    encoding_pictures,
+)
+
+__all__ += ["AttentionViewer", "PositionalEncodingExplorer", "attention_maps", "attention_modules", "encoding_pictures"]

@@ -1,0 +1,205 @@
+"""Tests of chapter 7's widgets without a browser: attention_maps and encoding_pictures as pure functions, the
+widgets through .update(). Update latency is not asserted here (it depends on the machine's load)."""
+
+import os
+import pathlib
+import struct
+import warnings
+
+import nbclient
+import nbformat
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lmbook.attention import CausalSelfAttention, MultiHeadAttention
+from lmbook.gpt import GPT, GPTConfig
+from lmbook.positional import position_similarity, sinusoidal_encoding
+from lmbook.text import CharTokenizer
+from lmbook.widgets import (
+    AttentionViewer,
+    PositionalEncodingExplorer,
+    attention_maps,
+    attention_modules,
+    encoding_pictures,
+)
+
+LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
+TEXT = "the cat sat on the mat.\nthe dog sat on the log."
+TOKENIZER = CharTokenizer(TEXT)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return GPT(GPTConfig(TOKENIZER.vocab_size, context=32, d_model=16, n_layers=2, n_heads=4))
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+# ----- attention_maps ----------------------------------------------------------------------------------------
+
+
+def test_attention_maps_of_a_gpt(model):
+    model.train()
+    ids = TOKENIZER.encode("the cat sat")
+    maps = attention_maps(model, ids)
+    assert sorted(maps) == [(layer, head) for layer in range(2) for head in range(4)]
+    for weights in maps.values():
+        assert weights.shape == (11, 11) and weights.dtype == np.float64
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+        assert np.all(np.triu(weights, 1) == 0)  # causal
+    # everything is put back: training mode, recording off, nothing kept
+    assert model.training
+    assert all(not m.record for m in attention_modules(model))
+    # the same weights as recording by hand
+    block = model.blocks[1].attn
+    block.record = True
+    model.eval()
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    block.record = False
+    np.testing.assert_allclose(maps[(1, 2)], block.last_weights[0, 2].double().numpy())
+    np.testing.assert_array_equal(maps[(0, 0)], attention_maps(model, torch.tensor(ids))[(0, 0)])
+
+
+def test_attention_maps_of_any_module_and_fused_models():
+    torch.manual_seed(0)
+    stack = nn.Sequential(CausalSelfAttention(8, 8), nn.ReLU(), MultiHeadAttention(8, 2))
+    maps = attention_maps(stack, torch.randn(3, 5, 8))  # float vectors pass through unchanged
+    assert sorted(maps) == [(0, 0), (1, 0), (1, 1)]
+    assert all(w.shape == (5, 5) for w in maps.values())
+    assert np.all(np.triu(maps[(0, 0)], 1) == 0) and not np.all(np.triu(maps[(1, 0)], 1) == 0)
+    fused = GPT(GPTConfig(10, context=8, d_model=8, n_layers=1, n_heads=2, fused_attention=True))
+    assert sorted(attention_maps(fused, [1, 2, 3])) == [(0, 0), (0, 1)]
+    with pytest.raises(ValueError, match="no lmbook attention module"):
+        attention_maps(nn.Linear(3, 3), torch.zeros(1, 3))
+
+
+# ----- AttentionViewer ---------------------------------------------------------------------------------------
+
+
+def test_attention_viewer_starts_with_a_picture(model):
+    viewer = AttentionViewer(model, TOKENIZER, "the cat sat on the mat", layer=1, head=2)
+    assert png_size(viewer.figure_image.image.value)[0] > 300
+    assert viewer.values == {"text": "the cat sat on the mat", "layer": 1, "head": 2}
+    assert viewer.tokens[:4] == ["t", "h", "e", "\u00b7"]  # a space is shown as a middle dot
+    np.testing.assert_array_equal(viewer._image.get_array(), viewer.maps[(1, 2)])
+    assert "Layer 1, head 2" in viewer.status.value and "mean distance" in viewer.status.value
+    assert list(viewer.controls["head"].options) == [0, 1, 2, 3]
+    assert repr(viewer).startswith("AttentionViewer(text='the cat sat")
+
+
+def test_attention_viewer_update_redraws_the_same_figure(model):
+    viewer = AttentionViewer(model, TOKENIZER, "the cat")
+    fig, axes, texts = viewer.figure, list(viewer.figure.axes), len(viewer.ax.texts)
+    first, renders = viewer.figure_image.image.value, viewer.figure_image.renders
+    elapsed = viewer.update(layer=1, head=3)
+    assert elapsed >= 0 and viewer.figure_image.renders == renders + 1
+    assert viewer.figure is fig and viewer.figure.axes == axes and len(viewer.ax.texts) == texts
+    assert viewer.figure_image.image.value != first
+    np.testing.assert_array_equal(viewer._image.get_array(), viewer.maps[(1, 3)])
+    viewer.update(text="the dog sat on the log")
+    assert len(viewer.tokens) == 22 and viewer.maps[(0, 0)].shape == (22, 22)
+    visible = [t.get_text() for t in viewer.ax.texts if t.get_visible()]
+    assert len(visible) == 2 * 22
+    viewer.update(text="the dog")  # shorter again: the extra labels are hidden
+    assert sum(t.get_visible() for t in viewer.ax.texts) == 2 * 7
+
+
+def test_attention_viewer_cuts_long_text_to_the_context(model):
+    viewer = AttentionViewer(model, TOKENIZER, TEXT)  # 47 characters, context 32
+    assert len(viewer.tokens) == 32 and "cut to the first 32 tokens" in viewer.status.value
+
+
+def test_attention_viewer_controls_redraw_and_report_errors(model):
+    viewer = AttentionViewer(model, TOKENIZER, "the cat")
+    renders = viewer.figure_image.renders
+    viewer.controls["head"].value = 1  # what choosing in a browser does
+    assert viewer.figure_image.renders == renders + 1
+    before = viewer.figure_image.image.value
+    viewer.controls["text"].value = "the cat!"  # "!" is not in the vocabulary
+    assert "not in the vocabulary" in viewer.status.value and viewer.figure_image.image.value == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"layer": 2}, "no head 0 in layer 2"), ({"head": 4}, "no head 4"), ({"text": "xyz"}, "vocabulary"),
+     ({"text": ""}, "at least one"), ({"colour": "red"}, "unknown setting")],
+)  # fmt: skip
+def test_attention_viewer_rejects_bad_settings_without_changing_anything(model, kwargs, message):
+    viewer = AttentionViewer(model, TOKENIZER, "the cat")
+    before, renders = dict(viewer.values), viewer.figure_image.renders
+    with pytest.raises(ValueError, match=message):
+        viewer.update(**kwargs)
+    assert viewer.values == before and viewer.figure_image.renders == renders
+
+
+# ----- positional encodings ----------------------------------------------------------------------------------
+
+
+def test_encoding_pictures_is_the_encoding_and_its_similarity():
+    P, S = encoding_pictures(20, 10, "dot")
+    np.testing.assert_array_equal(P, sinusoidal_encoding(20, 10, dtype=torch.float64).numpy())
+    np.testing.assert_allclose(S, position_similarity(torch.from_numpy(P), "dot").numpy())
+    assert encoding_pictures(5, 3)[1].shape == (5, 5)
+    with pytest.raises(ValueError):
+        encoding_pictures(1000, 8)
+    with pytest.raises(ValueError, match="kind"):
+        encoding_pictures(8, 8, "l2")
+
+
+def test_positional_explorer_starts_with_a_picture_and_updates_the_same_figure():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a missing glyph
+        explorer = PositionalEncodingExplorer()
+    assert png_size(explorer.figure_image.image.value)[0] > 300
+    assert explorer.encoding.shape == (64, 64) and explorer.similarity.shape == (64, 64)
+    fig, axes, first = explorer.figure, list(explorer.figure.axes), explorer.figure_image.image.value
+    elapsed = explorer.update(T=100, C=31, kind="dot")
+    assert elapsed >= 0 and explorer.figure is fig and explorer.figure.axes == axes
+    assert explorer.encoding.shape == (100, 31) and explorer.figure_image.image.value != first
+    assert explorer.ax_sim.get_xlim() == (-0.5, 99.5)
+    assert "100 positions, 31 features" in explorer.status.value
+    renders = explorer.figure_image.renders
+    explorer.controls["C"].value = 16
+    assert explorer.figure_image.renders == renders + 1 and explorer.encoding.shape == (100, 16)
+    before = dict(explorer.values)
+    for bad in ({"T": 1}, {"kind": "l1"}, {"depth": 3}):
+        with pytest.raises(ValueError):
+            explorer.update(**bad)
+    assert explorer.values == before
+
+
+def test_executed_notebook_stores_the_chapter_7_widget_images(monkeypatch):
+    """The images are in the stored widget state, so the HTML book shows them without a kernel."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from lmbook.widgets import PositionalEncodingExplorer\nPositionalEncodingExplorer(T=32)"
+        ),
+        nbformat.v4.new_code_cell(
+            "from lmbook.gpt import GPT, GPTConfig\nfrom lmbook.text import CharTokenizer\n"
+            "from lmbook.widgets import AttentionViewer\ntok = CharTokenizer('abc ')\n"
+            "AttentionViewer(GPT(GPTConfig(tok.vocab_size, context=8, d_model=8, n_heads=2)), tok, 'abc cab')"
+        ),
+    ]
+    nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=120).execute()
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    assert len(images) == 2
+    for m in images:
+        (buffer,) = m["buffers"]
+        assert buffer["path"] == ["value"] and len(buffer["data"]) > 10_000
