@@ -154,7 +154,9 @@ GENERIC_FAILURES = {
 BREAK_HELPER = '''
 
 def _broken(value, how):
-    """A result with every array (or number) given an extra axis, or filled with NaN."""
+    """A result with every array, tensor (or number) given an extra axis, or filled with NaN."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):  # a tensor; torch not imported
+        return value[..., None] if how == "shape" else value * float("nan")
     if isinstance(value, np.ndarray) or isinstance(value, float):
         value = np.asarray(value, dtype=float)
         return value[..., None] if how == "shape" else np.full(value.shape, np.nan)
