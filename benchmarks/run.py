@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
-    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp, optim or widgets)
+    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp, optim, attention or widgets)
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
 
@@ -35,7 +35,7 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "widgets")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "widgets")
 
 
 def _use_local_lib() -> None:
@@ -300,7 +300,89 @@ def bench_optim(quick: bool) -> dict:
     }
 
 
-# ----- (d) widgets ------------------------------------------------------------------------------------------
+# ----- (d) attention and the tiny GPT ------------------------------------------------------------------------
+
+# Dense peak throughput of GPUs we may meet, for model FLOPs utilisation (MFU); bf16/fp16 tensor cores, no sparsity.
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0, "V100": 125.0}
+
+
+def _peak_tflops(name: str) -> float | None:
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def bench_attention(quick: bool) -> dict:
+    """From-scratch attention against torch's SDPA, and tiny-GPT training throughput (CPU; GPU when present)."""
+    import torch
+    import torch.nn.functional as F
+
+    from lmbook.attention import causal_mask, scaled_dot_product_attention
+    from lmbook.device import device as pick_device
+    from lmbook.gpt import GPT, GPTConfig, train_gpt
+    from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens
+    from lmbook.transformer import count_flops
+
+    B, H, T, D = 8, 8, 256, 64
+    repeats = 5 if quick else 21
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, H, T, D, generator=gen) for _ in range(3))
+    mask = causal_mask(T)
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+        return statistics.median(times) * 1e3
+
+    with torch.no_grad():
+        rows = [
+            {"case": "no mask", "ours_ms": median_ms(lambda: scaled_dot_product_attention(q, k, v)),
+             "torch_ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v))},
+            {"case": "causal", "ours_ms": median_ms(lambda: scaled_dot_product_attention(q, k, v, mask)),
+             "torch_ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))},
+        ]  # fmt: skip
+        difference = float((scaled_dot_product_attention(q, k, v, mask)
+                            - F.scaled_dot_product_attention(q, k, v, is_causal=True)).abs().max())  # fmt: skip
+    for row in rows:
+        row["ratio"] = row["ours_ms"] / row["torch_ms"]
+
+    text = book_corpus()
+    tokenizer = CharTokenizer(text)
+    train, val = train_val_split_tokens(torch.tensor(tokenizer.encode(text)))
+    runs = []
+    sizes = [("cpu", GPTConfig.cpu(tokenizer.vocab_size), torch.device("cpu"), 60 if quick else 300, 16)]
+    gpu = pick_device(verbose=False)
+    if gpu.type == "cuda":
+        sizes.append(("gpu", GPTConfig.gpu(tokenizer.vocab_size), gpu, 50 if quick else 500, 64))
+    for name, config, dev, steps, batch in sizes:
+        model = GPT(config, seed=0)
+        log = train_gpt(model, (train, val), steps=steps, batch_size=batch, device=dev, log_every=steps)
+        params = sum(p.numel() for p in model.parameters())
+        flops_per_token = count_flops(config)["forward_per_token"] * 3  # forward + backward
+        achieved = flops_per_token * log.tokens_per_second
+        device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_model()
+        peak = _peak_tflops(device_name) if dev.type == "cuda" else None
+        runs.append({
+            "size": name, "device": device_name, "parameters": params, "steps": steps, "batch": batch,
+            "context": config.context, "seconds": log.seconds, "tokens_per_second": log.tokens_per_second,
+            "val_loss": log.val_loss[-1], "achieved_tflops": achieved / 1e12,
+            "mfu": achieved / (peak * 1e12) if peak else None,
+        })  # fmt: skip
+    return {
+        "what": f"scaled dot-product attention forward, float32, B={B} H={H} T={T} D={D}, median of {repeats} "
+        "(lmbook's from-scratch version against torch.nn.functional.scaled_dot_product_attention); tiny-GPT "
+        "training on lmbook's own text (character level), with tokens per second measured by train_gpt; the "
+        "GPU size runs only where a GPU is present",
+        "rows": rows,
+        "gpt": runs,
+        "targets": [target("from-scratch causal attention equals torch's SDPA: largest difference", difference,
+                           1e-5, "")],  # fmt: skip
+    }
+
+
+# ----- (e) widgets ------------------------------------------------------------------------------------------
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -409,6 +491,24 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     threshold = ThresholdExplorer(y, scores)
     out["ThresholdExplorer: move the threshold slider"] = sweep(threshold, "threshold",
                                                                 np.linspace(0.1, 0.9, repeats))
+
+    import torch
+
+    from lmbook.gpt import GPT, GPTConfig
+    from lmbook.text import CharTokenizer
+    from lmbook.widgets import AttentionViewer, PositionalEncodingExplorer
+
+    text = "attention is a soft dictionary lookup over the tokens of a sequence"
+    tokenizer = CharTokenizer(text)
+    with torch.random.fork_rng():
+        model = GPT(GPTConfig.cpu(tokenizer.vocab_size), seed=0)
+    viewer = AttentionViewer(model, tokenizer, text[:40])
+    layers, heads = model.config.n_layers, model.config.n_heads
+    out["AttentionViewer: change the head"] = sweep(viewer, "head", cycle(list(range(1, heads)) + [0]))
+    out["AttentionViewer: change the layer"] = sweep(viewer, "layer", cycle(list(range(1, layers)) + [0]))
+    out["AttentionViewer: new 40-character text"] = sweep(viewer, "text", cycle([text[i:i + 40] for i in range(8)]))
+    encodings = PositionalEncodingExplorer()
+    out["PositionalEncodingExplorer: move the length slider"] = sweep(encodings, "T", cycle([32, 48, 64, 96]))
     return out
 
 
@@ -442,9 +542,9 @@ def _machine_line(m: dict) -> str:
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
-        "Written by `benchmarks/run.py` (run it from the repository root; `--only notebooks|mlp|optim|widgets`, "
-        "`--quick`). Every number below was measured, not estimated; each section names its machine and "
-        "date.",
+        "Written by `benchmarks/run.py` (run it from the repository root; "
+        "`--only notebooks|mlp|optim|attention|widgets`, `--quick`). Every number below was measured, not "
+        "estimated; each section names its machine and date.",
         "",
     ]
     m = results["machine"]
@@ -521,9 +621,27 @@ def render_markdown(results: dict) -> str:
                 f"{row['max_abs_difference']:.1e} |"
             )
         lines.append("")
+    if "attention" in sections:
+        s = sections["attention"]
+        lines += ["## (d) Attention and the tiny GPT", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["| attention | lmbook (ms) | torch SDPA (ms) | ratio |", "|---|---:|---:|---:|"]
+        for row in s["rows"]:
+            lines.append(f"| {row['case']} | {row['ours_ms']:.2f} | {row['torch_ms']:.2f} | {row['ratio']:.2f}x |")
+        lines += ["", "| GPT size | device | parameters | steps x batch x context | seconds | tokens/s | "
+                  "validation loss | TFLOP/s | MFU |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for run in s["gpt"]:
+            mfu = "-" if run["mfu"] is None else f"{100 * run['mfu']:.1f}%"
+            lines.append(
+                f"| {run['size']} | {run['device']} | {run['parameters']:,} | {run['steps']} x {run['batch']} x "
+                f"{run['context']} | {run['seconds']:.1f} | {run['tokens_per_second']:,.0f} | {run['val_loss']:.3f} | "
+                f"{run['achieved_tflops']:.3f} | {mfu} |"
+            )
+        if not any(run["size"] == "gpu" for run in s["gpt"]):
+            lines += ["", "No GPU was present for this run: the GPU size was not measured."]
+        lines.append("")
     if "widgets" in sections:
         s = sections["widgets"]
-        lines += ["## (d) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["## (e) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
         lines += ["| action | time (ms) | statistic |", "|---|---:|---|"]
         for row in s["rows"]:
             lines.append(f"| {row['action']} | {row['ms']:.1f} | {row['statistic']} |")
@@ -583,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         "notebooks": lambda: bench_notebooks(args.quick, args.match),
         "mlp": lambda: bench_mlp(args.quick),
         "optim": lambda: bench_optim(args.quick),
+        "attention": lambda: bench_attention(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
     }
     for name in [args.only] if args.only else SECTIONS:
