@@ -84,6 +84,7 @@ class TransformerBlock(nn.Module):
         dropout: on the attention weights and on each branch's output, while training.
         d_ff: width of the feed-forward layer, ``4 * C`` by default. bias: biases in the linear layers.
         fused: use torch's fused attention kernel (see :class:`lmbook.attention.MultiHeadAttention`).
+        eps: the layer norms' ``eps`` (BERT uses ``1e-12``).
 
     Attributes:
         ln1, attn, ln2, ffn: the four parts, in the order the pre-LN block uses them.
@@ -99,12 +100,13 @@ class TransformerBlock(nn.Module):
         d_ff: int | None = None,
         bias: bool = True,
         fused: bool = False,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.pre_ln = pre_ln
-        self.ln1 = LayerNorm(C)
+        self.ln1 = LayerNorm(C, eps)
         self.attn = MultiHeadAttention(C, H, causal=causal, bias=bias, dropout=dropout, fused=fused)
-        self.ln2 = LayerNorm(C)
+        self.ln2 = LayerNorm(C, eps)
         self.ffn = FeedForward(C, d_ff, dropout=dropout, bias=bias)
         self.drop = nn.Dropout(dropout)
 

@@ -1,0 +1,402 @@
+"""Masked-language-model pre-training: BERT's 80/10/10 masking, next-sentence pairs, an MLM head, a training loop.
+
+Introduced in chapter 8, BERT: pre-training and fine-tuning. A left-to-right model predicts the next token; a
+bidirectional encoder cannot, because it sees every token, the next one included. BERT is trained instead to
+fill in blanks, the **masked language model** (MLM) objective:
+
+- choose 15% of the (non-special) tokens of every sequence to predict;
+- of those, replace 80% by ``[MASK]``, 10% by a random token, and leave 10% unchanged (so that the model
+  cannot assume that only ``[MASK]`` positions matter: ``[MASK]`` never appears when the model is used later);
+- compute the cross-entropy at the chosen positions only; every other position has the label ``-100``, which
+  ``torch.nn.functional.cross_entropy`` ignores.
+
+The original BERT was also trained on **next-sentence prediction** (NSP): given sentences A and B, is B the
+sentence that followed A (50%) or a random one (50%)? :func:`nsp_pairs` builds such pairs. Later work
+(RoBERTa) found MLM alone as good, so the book trains MLM only.
+
+:class:`BertForMaskedLM` puts BERT's MLM head (a dense layer, GELU, layer norm, then an output layer that
+shares its weight with the token embeddings) on a :class:`lmbook.bert.BertModel`; :func:`pretrain_mlm` trains
+it and :func:`fill_mask` lists its guesses for each ``[MASK]`` of a text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbook.bert import BertConfig, BertModel, bert_name_map
+from lmbook.schedules import warmup_cosine
+from lmbook.testing import check_shape
+from lmbook.transformer import LayerNorm
+from lmbook.wordpiece import WordPieceTokenizer
+
+IGNORE_INDEX = -100  # the label of positions that are not predicted (F.cross_entropy's default ignore_index)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    mask_id,
+    vocab_size: int | None = None,
+    special_mask: torch.Tensor | None = None,
+    p: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose the tokens to predict and corrupt them with the 80/10/10 rule.
+
+    Args:
+        input_ids: ``(B, T)`` token ids (left unchanged).
+        mask_id: the id of ``[MASK]``, or a :class:`~lmbook.wordpiece.WordPieceTokenizer`, which then also
+            supplies ``vocab_size`` and the special tokens.
+        vocab_size: random replacements are drawn uniformly from ``0 .. vocab_size - 1``.
+        special_mask: ``(B, T)`` boolean, True where a token must never be chosen (``[CLS]``, ``[SEP]``,
+            ``[PAD]``, ...). Required when ``mask_id`` is an int; with a tokenizer, every special token.
+        p: the probability that a non-special token is chosen. generator: a seeded ``torch.Generator``.
+
+    Returns:
+        ``(inputs, labels)``, both ``(B, T)``: ``inputs`` is the corrupted copy; ``labels`` holds the original
+        id at the chosen positions and ``-100`` everywhere else.
+    """
+    B, T = check_shape(input_ids, ("B", "T"), "input_ids").shape
+    if isinstance(mask_id, WordPieceTokenizer):
+        tokenizer = mask_id
+        mask_id = tokenizer.mask_id
+        vocab_size = tokenizer.vocab_size if vocab_size is None else vocab_size
+        if special_mask is None:
+            special_ids = torch.tensor(sorted(tokenizer.special_ids), device=input_ids.device)
+            special_mask = torch.isin(input_ids, special_ids)
+    if vocab_size is None or special_mask is None:
+        raise ValueError("with an integer mask_id, give vocab_size and special_mask (True on special tokens)")
+    check_shape(special_mask, (B, T), "special_mask")
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    device = input_ids.device
+
+    def uniform() -> torch.Tensor:  # drawn on the CPU, so that a CPU generator works for any device
+        return torch.rand(B, T, generator=generator).to(device)
+
+    chosen = (uniform() < p) & ~special_mask.bool()  # the positions to predict
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    r = uniform()
+    to_mask = chosen & (r < 0.8)  # 80%: [MASK]
+    to_random = chosen & (r >= 0.8) & (r < 0.9)  # 10%: a random token; the other 10% stay as they are
+    random_ids = torch.randint(vocab_size, (B, T), generator=generator).to(device)
+    inputs = input_ids.clone()
+    inputs[to_mask] = mask_id
+    inputs[to_random] = random_ids[to_random]
+    return inputs, labels
+
+
+def nsp_pairs(sentences: list[str], generator: torch.Generator | None = None) -> list[tuple[str, str, bool]]:
+    """Next-sentence-prediction pairs: each sentence with its successor (50%) or with a random other sentence.
+
+    Args:
+        sentences: consecutive sentences of a text (at least 3). generator: a seeded ``torch.Generator``.
+
+    Returns:
+        ``[(a, b, is_next), ...]``, one pair per sentence but the last; ``is_next`` is True when ``b`` follows
+        ``a`` in the text. A random ``b`` is never ``a`` itself nor its true successor.
+    """
+    n = len(sentences)
+    if n < 3:
+        raise ValueError(f"need at least 3 sentences to draw random partners, got {n}")
+    pairs = []
+    for i in range(n - 1):
+        if torch.rand((), generator=generator).item() < 0.5:
+            pairs.append((sentences[i], sentences[i + 1], True))
+        else:
+            j = int(torch.randint(n - 2, (), generator=generator))  # one of the n - 2 other sentences
+            j = j if j < i else j + 2  # skip i and i + 1
+            pairs.append((sentences[i], sentences[j], False))
+    return pairs
+
+
+class MLMHead(nn.Module):
+    """BERT's masked-LM head: ``Linear(C, C) -> GELU -> LayerNorm -> Linear(C, V)`` with the output weight tied.
+
+    Attributes:
+        transform: ``nn.Linear(C, C)``. ln: :class:`~lmbook.transformer.LayerNorm`. decoder: ``nn.Linear(C, V)``
+            whose weight *is* the token embedding matrix (one ``(V, C)`` matrix used twice) and whose bias is
+            its own.
+    """
+
+    def __init__(self, config: BertConfig, token_embedding: nn.Embedding) -> None:
+        super().__init__()
+        C, V = config.hidden, config.vocab_size
+        self.transform = nn.Linear(C, C)
+        self.act = nn.GELU()
+        self.ln = LayerNorm(C, config.eps)
+        self.decoder = nn.Linear(C, V)
+        self.decoder.weight = token_embedding.weight  # tied
+        with torch.no_grad():
+            nn.init.normal_(self.transform.weight, std=0.02)
+            nn.init.zeros_(self.transform.bias)
+            nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` of shape ``(..., C)`` -> logits ``(..., V)``."""
+        return self.decoder(self.ln(self.act(self.transform(h))))
+
+
+class BertForMaskedLM(nn.Module):
+    """A :class:`~lmbook.bert.BertModel` with the MLM head: ``(B, T)`` ids -> ``(B, T, V)`` logits.
+
+    Args:
+        bert: an existing :class:`~lmbook.bert.BertModel` (used, not copied), or a :class:`~lmbook.bert.BertConfig`
+            to build a new one. seed: seeds a new model's and the head's initial weights.
+
+    Attributes:
+        bert: the encoder. head: :class:`MLMHead`.
+    """
+
+    hf_prefix = "bert."
+    # Hugging Face's BertForMaskedLM has no pooler (BertForPreTraining checkpoints do): it may be missing.
+    hf_optional = ("bert.pooler.weight", "bert.pooler.bias")
+
+    def __init__(self, bert: BertModel | BertConfig, seed: int | None = 0) -> None:
+        super().__init__()
+        self.bert = bert if isinstance(bert, BertModel) else BertModel(bert, seed=seed)
+        self.config = self.bert.config
+        if seed is None:
+            self.head = MLMHead(self.config, self.bert.embeddings.token)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                self.head = MLMHead(self.config, self.bert.embeddings.token)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for every position (see :meth:`loss` for the cheaper training path)."""
+        hidden, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        return self.head(hidden)
+
+    def loss(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy over the positions whose label is not ``-100``.
+
+        Only those positions (about 15%) go through the head: computing ``V`` logits for every position and
+        then ignoring 85% of them would be the most expensive part of the step.
+        """
+        check_shape(labels, tuple(input_ids.shape), "labels")
+        hidden, _ = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, C)
+        chosen = labels != IGNORE_INDEX  # (B, T)
+        if not bool(chosen.any()):
+            return hidden.sum() * 0.0  # nothing to predict in this batch: a zero loss that keeps the graph
+        logits = self.head(hidden[chosen])  # (N, C) -> (N, V), N = number of predicted positions
+        return F.cross_entropy(logits, labels[chosen])
+
+    def hf_name_map(self) -> dict[str, str]:
+        """``{our name: Hugging Face name}`` for :func:`lmbook.bert.load_hf_weights` (checkpoints of
+        ``BertForMaskedLM`` or ``BertForPreTraining``). As in the encoder, no weight needs a transpose."""
+        m = bert_name_map(self.config.layers, prefix="bert.", hf_prefix="bert.")
+        head = "cls.predictions."
+        m.update({
+            "head.transform.weight": head + "transform.dense.weight",  # (C, C), (out, in) in both
+            "head.transform.bias": head + "transform.dense.bias",
+            "head.ln.weight": head + "transform.LayerNorm.weight",
+            "head.ln.bias": head + "transform.LayerNorm.bias",
+            "head.decoder.bias": head + "bias",  # (V,); the decoder's weight is the tied word embedding matrix
+        })  # fmt: skip
+        return m
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@dataclass
+class MLMLog:
+    """What :func:`pretrain_mlm` measured.
+
+    Attributes:
+        losses: the training loss of every step. lr: the learning rate of every step. seconds: wall-clock time.
+        tokens: real (non-padding) tokens processed. eval_before, eval_after: :func:`mlm_loss` on the held-out
+            texts before and after training (None without them).
+    """
+
+    losses: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    tokens: int = 0
+    eval_before: float | None = None
+    eval_after: float | None = None
+
+    def __repr__(self) -> str:
+        parts = [f"steps={len(self.losses)}"]
+        if self.losses:
+            k = max(1, len(self.losses) // 10)
+            first, last = sum(self.losses[:k]) / k, sum(self.losses[-k:]) / k
+            parts.append(f"train loss {first:.3f} -> {last:.3f}")
+        if self.eval_before is not None and self.eval_after is not None:
+            parts.append(f"held-out loss {self.eval_before:.3f} -> {self.eval_after:.3f}")
+        parts.append(f"{self.seconds:.1f} s")
+        return f"MLMLog({', '.join(parts)})"
+
+
+def _batch_to(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def mlm_loss(
+    model: BertForMaskedLM,
+    tokenizer: WordPieceTokenizer,
+    texts: list[str],
+    max_length: int = 64,
+    p: float = 0.15,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> float:
+    """The MLM loss on ``texts`` with a fixed, seeded masking (the same positions every call): comparable over time.
+
+    Evaluation mode meanwhile; the mean is over all predicted positions.
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    device = _device_of(model)
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer.batch_encode(texts[start : start + batch_size], max_length=max_length)
+            inputs, labels = mask_tokens(batch["input_ids"], tokenizer, p=p, generator=generator)
+            n = int((labels != IGNORE_INDEX).sum())
+            if n == 0:
+                continue
+            batch = _batch_to({**batch, "input_ids": inputs}, device)
+            loss = model.loss(batch["input_ids"], labels.to(device), batch["token_type_ids"], batch["attention_mask"])
+            total += loss.item() * n
+            count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("no position was chosen for prediction: give more or longer texts")
+    return total / count
+
+
+def pretrain_mlm(
+    model: BertForMaskedLM,
+    texts: list[str],
+    tokenizer: WordPieceTokenizer,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    *,
+    max_length: int = 64,
+    p: float = 0.15,
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    eval_texts: list[str] | None = None,
+    seed: int = 0,
+    device=None,
+    verbose: bool = False,
+) -> MLMLog:
+    """Pre-train ``model`` in place with the masked-language-model objective on random batches of ``texts``.
+
+    Each step draws ``batch_size`` texts, pads them (:meth:`WordPieceTokenizer.batch_encode`), masks them afresh
+    with :func:`mask_tokens` (dynamic masking: a text gets new masks each time it is drawn), and takes one AdamW
+    step with gradient clipping and a warm-up + cosine schedule (:func:`lmbook.schedules.warmup_cosine`).
+
+    Args:
+        model: a :class:`BertForMaskedLM`, trained in place (moved to ``device``).
+        texts: the training texts (sentences or short paragraphs). tokenizer: the model's tokenizer.
+        steps, batch_size, lr: the optimisation. max_length: truncate texts to this many tokens.
+        p: masking probability. warmup_steps: ``steps // 10`` when None. weight_decay: AdamW's, on weight
+            matrices only. grad_clip: gradient-norm limit (None: none). eval_texts: held-out texts whose
+            :func:`mlm_loss` is measured before and after. seed: seeds batches, masks and dropout.
+        device: where to train (the model's device when None). verbose: print the loss every tenth of the run.
+
+    Returns:
+        An :class:`MLMLog`.
+    """
+    if not texts:
+        raise ValueError("no training texts")
+    device = _device_of(model) if device is None else torch.device(device)
+    model.to(device)
+    log = MLMLog()
+    if eval_texts:
+        log.eval_before = mlm_loss(model, tokenizer, eval_texts, max_length, p, seed)
+    encoded = [tokenizer.encode(t, max_length=max_length) for t in texts]  # tokenize once
+    decay = [q for n, q in model.named_parameters() if q.dim() >= 2 and "embeddings" not in n]
+    rest = [q for n, q in model.named_parameters() if not (q.dim() >= 2 and "embeddings" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr
+    )
+    warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
+    warmup = min(warmup, steps - 1)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout
+        for step in range(steps):
+            rate = warmup_cosine(step, lr, warmup, steps, min_lr=lr / 10) if steps > 1 else lr
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            index = torch.randint(len(encoded), (batch_size,), generator=generator).tolist()
+            rows = [encoded[i] for i in index]
+            T = max(len(e) for e in rows)
+            ids = torch.tensor([e.input_ids + [tokenizer.pad_id] * (T - len(e)) for e in rows])
+            attention = torch.tensor([e.attention_mask + [0] * (T - len(e)) for e in rows])
+            inputs, labels = mask_tokens(ids, tokenizer, p=p, generator=generator)
+            loss = model.loss(inputs.to(device), labels.to(device), attention_mask=attention.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            log.losses.append(loss.item())
+            log.lr.append(rate)
+            log.tokens += int(attention.sum())
+            if verbose and ((step + 1) % max(1, steps // 10) == 0 or step == steps - 1):
+                print(f"step {step + 1:5d}  loss {log.losses[-1]:.3f}  lr {rate:.2e}")
+    log.seconds = time.perf_counter() - start
+    model.eval()
+    if eval_texts:
+        log.eval_after = mlm_loss(model, tokenizer, eval_texts, max_length, p, seed)
+    return log
+
+
+@torch.no_grad()
+def fill_mask(
+    model: BertForMaskedLM, tokenizer: WordPieceTokenizer, text: str, top_k: int = 5
+) -> list[list[tuple[str, float]]]:
+    """The model's ``top_k`` guesses for every ``[MASK]`` in ``text``, with their probabilities.
+
+    Returns:
+        One list per ``[MASK]``, in order, of ``(token, probability)`` pairs, most likely first; e.g.
+        ``fill_mask(model, tok, "paris is the [MASK] of france")[0][0]`` is the best guess for the only mask.
+
+    Raises:
+        ValueError: ``text`` has no ``[MASK]``.
+    """
+    enc = tokenizer.encode(text, max_length=model.config.max_position)
+    ids = torch.tensor([enc.input_ids], device=_device_of(model))  # (1, T)
+    positions = (ids[0] == tokenizer.mask_id).nonzero().flatten().tolist()
+    if not positions:
+        raise ValueError(f"no [MASK] token in {text!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(ids)[0]  # (T, V)
+    finally:
+        model.train(was_training)
+    result = []
+    for pos in positions:
+        probs = torch.softmax(logits[pos].float(), dim=-1)
+        top = torch.topk(probs, top_k)
+        result.append([(tokenizer.inv_vocab[int(i)], float(q)) for q, i in zip(top.values, top.indices, strict=True)])
+    return result
