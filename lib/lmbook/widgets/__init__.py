@@ -17,7 +17,7 @@ widget's initial state without a kernel.
 - :mod:`lmbook.widgets.blitting`: :class:`~lmbook.widgets.blitting.BlitFigureImage`, a faster FigureImage.
 """
 
-from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage, InteractiveWidget
 from lmbook.widgets.boundary import BoundaryResult, DecisionBoundaryTrainer, train_boundary
 from lmbook.widgets.learning_rate import LearningRateExplorer, experiment_data, lr_experiment, lr_verdict
 from lmbook.widgets.neuron import NeuronExplorer, flat_fraction, neuron_response
@@ -32,6 +32,7 @@ __all__ = [
     "BoundaryResult",
     "DecisionBoundaryTrainer",
     "FigureImage",
+    "InteractiveWidget",
     "NeuronExplorer",
     "flat_fraction",
     "neuron_response",

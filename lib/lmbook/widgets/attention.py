@@ -23,7 +23,7 @@ from torch import nn
 from lmbook import plotting
 from lmbook.attention import MultiHeadAttention, SelfAttention
 from lmbook.positional import position_similarity, sinusoidal_encoding
-from lmbook.widgets.base import WIDGET_DPI, FigureImage
+from lmbook.widgets.base import WIDGET_DPI, FigureImage, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
 _ATTENTION_TYPES = (SelfAttention, MultiHeadAttention)
@@ -113,7 +113,7 @@ def _summary(weights: np.ndarray) -> str:
     )
 
 
-class AttentionViewer:
+class AttentionViewer(InteractiveWidget):
     """Type a text and see where each head of a model looks: one head's attention weights as a heat map.
 
     Rows are the queries (each position of the text), columns the keys (the positions it may attend to); the
@@ -253,13 +253,10 @@ class AttentionViewer:
             return
         if change["owner"] is self.controls["layer"]:
             heads = self._heads(change["new"])
-            self._holding = True
-            try:
+            with self.holding():
                 head = self.controls["head"].value
                 self.controls["head"].options = heads
                 self.controls["head"].value = head if head in heads else heads[0]
-            finally:
-                self._holding = False
         try:
             self.redraw()
         except ValueError as err:  # e.g. a character the tokenizer does not know: keep the last picture
@@ -278,22 +275,16 @@ class AttentionViewer:
         settings = {**self.values, **values}
         maps = self.maps if settings["text"] == self._shown_text else self._compute(settings["text"])
         self._check_head(maps, settings["layer"], settings["head"])
-        self._holding = True
-        try:
+        with self.holding():
             self.controls["text"].value = settings["text"]
             self.controls["layer"].value = settings["layer"]
             self.controls["head"].options = sorted(h for (lay, h) in maps if lay == settings["layer"])
             self.controls["head"].value = settings["head"]
-        finally:
-            self._holding = False
         return self.redraw()
 
     def __repr__(self) -> str:
         v = self.values
         return f"{type(self).__name__}(text={v['text']!r}, layer={v['layer']}, head={v['head']})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def encoding_pictures(T: int, C: int, kind: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -304,7 +295,7 @@ def encoding_pictures(T: int, C: int, kind: str = "cosine") -> tuple[np.ndarray,
     return P.numpy(), position_similarity(P, kind).numpy()
 
 
-class PositionalEncodingExplorer:
+class PositionalEncodingExplorer(InteractiveWidget):
     """Sliders for the number of positions ``T`` and the width ``C`` of the sinusoidal position encoding.
 
     Left: the encoding matrix, one row per position and one column per feature: the first columns swing
@@ -411,16 +402,10 @@ class PositionalEncodingExplorer:
             raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
         settings = {**self.values, **values}
         self._check(settings["T"], settings["C"], settings["kind"])
-        self._holding = True
-        try:
+        with self.holding():
             for name, control in self.controls.items():
                 control.value = settings[name]
-        finally:
-            self._holding = False
         return self.redraw()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.values.items()) + ")"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

@@ -8,6 +8,7 @@ soon as it is constructed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 
@@ -93,3 +94,31 @@ class FigureImage:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.image._repr_mimebundle_(**kwargs)
+
+
+class InteractiveWidget:
+    """What every widget of the book shares; a widget class sets ``self.widget`` (the ipywidgets container to
+    show) and defines ``values`` (its current settings, a dict).
+
+    Displaying the object displays ``self.widget``; its repr lists the settings. Observers of the controls
+    skip their redraw while :meth:`holding` is active, so that ``update(...)`` can set several controls and
+    redraw once.
+    """
+
+    _holding = False
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Inside this block, changing controls does not redraw; the caller redraws once afterwards."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
+        return f"{type(self).__name__}({settings})"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -17,7 +17,7 @@ from lmbook import plotting
 from lmbook.activations import ACTIVATIONS, get_activation
 from lmbook.data import DATASETS_2D, make_2d
 from lmbook.mlp import MLP, accuracy, train
-from lmbook.widgets.base import FigureImage
+from lmbook.widgets.base import FigureImage, InteractiveWidget
 
 
 def _check_dataset(name: str) -> None:
@@ -135,7 +135,7 @@ def train_boundary(
     )
 
 
-class DecisionBoundaryTrainer:
+class DecisionBoundaryTrainer(InteractiveWidget):
     """Controls for a data set and a small MLP, a Train button, and the learned boundary with its loss curve.
 
     Pressing Train runs :func:`train_boundary` with the current settings and redraws the same figure. The
@@ -346,17 +346,8 @@ class DecisionBoundaryTrainer:
             _check_dataset(values["dataset"])
         if "activation" in values:
             get_activation(values["activation"])
-        self._holding = True
-        try:
+        with self.holding():
             for name, value in values.items():
                 self.controls[name].value = value
-        finally:
-            self._holding = False
         return self.train()
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
-        return f"{type(self).__name__}({settings})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

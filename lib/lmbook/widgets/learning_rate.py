@@ -16,7 +16,7 @@ from matplotlib.ticker import LogLocator, NullLocator
 
 from lmbook import plotting
 from lmbook.regression import FitResult, gradient_descent, least_squares, make_linear_data, mse_loss
-from lmbook.widgets.base import WIDGET_DPI
+from lmbook.widgets.base import WIDGET_DPI, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
 # The experiment's data: one input feature, so that the model is a line that can be drawn over the points.
@@ -72,7 +72,7 @@ def _zigzags(result: FitResult) -> bool:
     return bool(np.mean(turns < 0) > 0.5)
 
 
-class LearningRateExplorer:
+class LearningRateExplorer(InteractiveWidget):
     """A logarithmic learning-rate slider and a steps slider, with the fit and its loss curve.
 
     Left: the data and the fitted line after a few of the steps, from pale (early) to dark (last). Right: the
@@ -257,20 +257,11 @@ class LearningRateExplorer:
         new_lr = self.lr_slider.value if lr is None else lr
         new_steps = self.steps_slider.value if steps is None else steps
         _check(new_lr, new_steps)
-        self._holding = True
-        try:
+        with self.holding():
             self.lr_slider.value = new_lr
             self.steps_slider.value = new_steps
-        finally:
-            self._holding = False
         return self.redraw()
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
-        return f"{type(self).__name__}({settings})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def _check(lr: float, steps: int) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from lmbook import plotting
 from lmbook.activations import ACTIVATIONS, Activation, get_activation
-from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, FigureImage, InteractiveWidget
 
 
 def neuron_response(x, w, b: float, activation: str | Activation) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def flat_fraction(z: np.ndarray, activation: str | Activation, threshold: float 
     return float(np.mean(slopes < threshold * peak))
 
 
-class NeuronExplorer:
+class NeuronExplorer(InteractiveWidget):
     """Sliders for the weight and bias of one neuron and a menu of activations, with a live plot.
 
     The left panel shows the neuron's output ``a = f(w x + b)`` for inputs ``x`` in ``x_range``; the right
@@ -225,24 +225,15 @@ class NeuronExplorer:
         if activation is not None:
             get_activation(activation)
         # Setting three controls would otherwise trigger three redraws through the observers.
-        self._holding = True
-        try:
+        with self.holding():
             if w is not None:
                 self.w_slider.value = w
             if b is not None:
                 self.b_slider.value = b
             if activation is not None:
                 self.activation_menu.value = activation
-        finally:
-            self._holding = False
         return self.redraw()
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
-        return f"{type(self).__name__}({settings})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from matplotlib.ticker import LogLocator, NullLocator
 
 from lmbook import plotting
 from lmbook.surfaces import SURFACES, Surface, get_surface, trajectory
-from lmbook.widgets.base import WIDGET_DPI
+from lmbook.widgets.base import WIDGET_DPI, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
 # The optimisers the race offers, in the order they are listed and drawn, each with its own colour.
@@ -83,7 +83,7 @@ def gap_to_minimum(surface: str | Surface, path: np.ndarray) -> np.ndarray:
     return s.f(path) - float(s.f(s.minimum))
 
 
-class OptimizerRace:
+class OptimizerRace(InteractiveWidget):
     """A surface, a learning rate, a momentum, a number of steps and a choice of optimisers, with a live plot.
 
     Left: the surface's contour lines, its starting point (black circle) and minimum (star), and the path
@@ -315,19 +315,10 @@ class OptimizerRace:
         settings["optimizers"] = _check_names(settings["surface"], settings["optimizers"])
         race(**{**settings, "steps": 1})  # validates every value before any control moves
         _check_slider_ranges(settings["lr"], settings["steps"])
-        self._holding = True
-        try:
+        with self.holding():
             for name, control in self.controls.items():
                 control.value = settings[name]
             for name, box in self.checkboxes.items():
                 box.value = name in settings["optimizers"]
-        finally:
-            self._holding = False
         return self.redraw()
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
-        return f"{type(self).__name__}({settings})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

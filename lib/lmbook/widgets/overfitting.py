@@ -17,7 +17,7 @@ from matplotlib.ticker import NullLocator
 
 from lmbook import plotting
 from lmbook.regularisation import X_RANGE, PolyResult, degree_sweep, polynomial_experiment
-from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
 # The L2 strengths on the slider: none, then one per decade, which is how a penalty's strength is usually tuned.
@@ -70,7 +70,7 @@ def overfitting_curves(
     return OverfittingResult(fit=fit, degrees=degrees, train_mse=train_mse, val_mse=val_mse)
 
 
-class OverfittingExplorer:
+class OverfittingExplorer(InteractiveWidget):
     """Sliders for a polynomial's degree, the number of training points and an L2 penalty, with a live plot.
 
     Left: the training points, fresh validation points, the true function and the fitted polynomial. Right:
@@ -247,17 +247,8 @@ class OverfittingExplorer:
         """Set any of the controls (``degree``, ``n_train``, ``l2``), redraw once, and return the seconds taken."""
         self._check(**values)
         # Setting several controls would otherwise trigger one redraw each through the observers.
-        self._holding = True
-        try:
+        with self.holding():
             for name, value in values.items():
                 self.controls[name].value = value
-        finally:
-            self._holding = False
         return self.redraw()
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
-        return f"{type(self).__name__}({settings})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

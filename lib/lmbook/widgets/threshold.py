@@ -14,14 +14,14 @@ import numpy as np
 
 from lmbook import plotting
 from lmbook.metrics import ThresholdMetrics, roc_auc, roc_curve, threshold_metrics
-from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, WIDGET_SIZE, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
 _SLIDER_STEPS = 200  # the threshold slider moves in this many steps from the lowest to the highest score
 _HISTOGRAM_BINS = 30
 
 
-class ThresholdExplorer:
+class ThresholdExplorer(InteractiveWidget):
     """A threshold slider over a binary classifier's scores, with everything that the threshold decides.
 
     Left: the confusion matrix (rows the true class, columns the prediction) as a heat map with its counts.
@@ -200,15 +200,9 @@ class ThresholdExplorer:
         if threshold is not None:
             self._check_threshold(threshold)
             # Without holding, the slider's observer would redraw as well.
-            self._holding = True
-            try:
+            with self.holding():
                 self.threshold_slider.value = threshold
-            finally:
-                self._holding = False
         return self.redraw()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold_slider.value!r}, n={len(self.y_true)})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
