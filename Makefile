@@ -41,9 +41,17 @@ $(VENDOR): $(NODE_STAMP) tools/vendor.py $(wildcard book_assets/*.js) | $(STAMP)
 install: $(STAMP) $(VENDOR)
 
 # ---- the book -------------------------------------------------------------------------------------------
-# Notebooks are executed during the build; a cell that raises fails it. Local rebuilds reuse the execution cache.
+# Notebooks are executed during the build; a cell that raises fails it. Local rebuilds reuse the execution cache,
+# which is keyed on each notebook's own content only: when lmbook (or a requirement) changed since the last build,
+# the cache is dropped so that every notebook runs again with the new code.
+BOOK_STAMP := _build/.book-built-stamp
 book: install
+	@if [ -d _build/.jupyter_cache ] && { [ ! -f $(BOOK_STAMP) ] || \
+	    [ -n "$$(find lib requirements.txt -type f -newer $(BOOK_STAMP) | head -n 1)" ]; }; then \
+	  echo "lmbook or the requirements changed since the last build: executing every notebook again"; \
+	  rm -rf _build/.jupyter_cache; fi
 	$(BIN)/jupyter-book build . -W
+	@touch $(BOOK_STAMP)
 	@echo "Open _build/html/index.html"
 
 book-fresh: install
