@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
-    .venv/bin/python benchmarks/run.py --only widgets   # one section (notebooks, mlp, optim, attention or widgets)
+    .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
 
@@ -35,7 +35,7 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "widgets")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets")
 
 
 def _use_local_lib() -> None:
@@ -382,7 +382,64 @@ def bench_attention(quick: bool) -> dict:
     }
 
 
-# ----- (e) widgets ------------------------------------------------------------------------------------------
+# ----- (e) BERT -------------------------------------------------------------------------------------------------
+
+
+def bench_bert(quick: bool) -> dict:
+    """lmbook's BERT encoder against transformers.BertModel (same MiniLM weights), and CPU fine-tuning."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the benchmark never downloads
+    import torch
+    import transformers
+
+    from lmbook.bert import load_pretrained, offline_model_path
+    from lmbook.finetune import BertClassifier, FinetuneConfig, evaluate, finetune
+    from lmbook.sentiment import load_sentiment
+
+    repeats = 3 if quick else 11
+    ours, tokenizer, source = load_pretrained("minilm")
+    theirs = transformers.BertModel.from_pretrained(str(offline_model_path())).eval()
+    sentences = [s for s in load_sentiment("test")[0][:8]]
+    batch = tokenizer.batch_encode(sentences, max_length=64, pad_to=64)
+    B, T = batch["input_ids"].shape
+
+    def median_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+        return statistics.median(times) * 1e3
+
+    with torch.no_grad():
+        ours_ms = median_ms(lambda: ours(**batch))
+        theirs_ms = median_ms(lambda: theirs(**batch))
+        real = batch["attention_mask"].bool()
+        difference = float((ours(**batch)[0] - theirs(**batch).last_hidden_state)[real].abs().max())
+
+    config = FinetuneConfig.cpu()
+    if quick:
+        config = FinetuneConfig.cpu(epochs=1)
+    model = BertClassifier(load_pretrained("minilm")[0], pooling="mean")
+    log = finetune(model, tokenizer, load_sentiment("train"), config=config, progress=False)
+    result = evaluate(model, tokenizer, *load_sentiment("test"), max_length=config.max_length)
+    return {
+        "what": f"all-MiniLM-L6-v2 (offline package) forward pass on B={B} sentences padded to T={T}, float32, "
+        f"median of {repeats}: lmbook.bert.BertModel against transformers.BertModel with the same weights; "
+        f"fine-tuning on the book's 300 training sentences with FinetuneConfig.cpu() ({config.epochs} epochs, "
+        f"batch {config.batch_size}, max_length {config.max_length}, {config.threads} thread(s)), mean pooling",
+        "forward": {"ours_ms": ours_ms, "transformers_ms": theirs_ms, "ratio": ours_ms / theirs_ms,
+                    "max_abs_difference": difference},  # fmt: skip
+        "finetune": {"seconds": log.seconds, "samples_per_second": log.samples_per_second, "device": log.device,
+                     "test_accuracy": result["accuracy"], "test_f1": result["f1"]},  # fmt: skip
+        "targets": [
+            target("lmbook BERT equals transformers on real tokens: largest difference", difference, 1e-4, ""),
+            target("CPU fine-tuning time", log.seconds, NOTEBOOK_LIMIT_S, "s"),
+        ],
+    }
+
+
+# ----- (f) widgets ------------------------------------------------------------------------------------------
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -543,7 +600,7 @@ def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|widgets`, `--quick`). Every number below was measured, not "
+        "`--only notebooks|mlp|optim|attention|bert|widgets`, `--quick`). Every number below was measured, not "
         "estimated; each section names its machine and date.",
         "",
     ]
@@ -639,9 +696,24 @@ def render_markdown(results: dict) -> str:
         if not any(run["size"] == "gpu" for run in s["gpt"]):
             lines += ["", "No GPU was present for this run: the GPU size was not measured."]
         lines.append("")
+    if "bert" in sections:
+        s = sections["bert"]
+        f, t = s["forward"], s["finetune"]
+        lines += ["## (e) BERT", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += [
+            "| measure | value |", "|---|---:|",
+            f"| lmbook BertModel forward (ms) | {f['ours_ms']:.1f} |",
+            f"| transformers BertModel forward (ms) | {f['transformers_ms']:.1f} |",
+            f"| ratio lmbook / transformers | {f['ratio']:.2f}x |",
+            f"| largest difference on real tokens | {f['max_abs_difference']:.1e} |",
+            f"| fine-tuning time on {t['device']} (s) | {t['seconds']:.1f} |",
+            f"| fine-tuning samples per second | {t['samples_per_second']:.1f} |",
+            f"| test accuracy / F1 (100 sentences) | {t['test_accuracy']:.3f} / {t['test_f1']:.3f} |",
+            "", "The full runs (bert-base-uncased on SST-2, on a GPU) have not been measured: no GPU was lent.", "",
+        ]  # fmt: skip
     if "widgets" in sections:
         s = sections["widgets"]
-        lines += ["## (e) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["## (f) Widget latency", "", _sentence(s["what"]), "", _section_meta(s), ""]
         lines += ["| action | time (ms) | statistic |", "|---|---:|---|"]
         for row in s["rows"]:
             lines.append(f"| {row['action']} | {row['ms']:.1f} | {row['statistic']} |")
@@ -702,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         "mlp": lambda: bench_mlp(args.quick),
         "optim": lambda: bench_optim(args.quick),
         "attention": lambda: bench_attention(args.quick),
+        "bert": lambda: bench_bert(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
     }
     for name in [args.only] if args.only else SECTIONS:
