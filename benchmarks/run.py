@@ -327,21 +327,12 @@ def bench_attention(quick: bool) -> dict:
     q, k, v = (torch.randn(B, H, T, D, generator=gen) for _ in range(3))
     mask = causal_mask(T)
 
-    def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-        return statistics.median(times) * 1e3
-
     with torch.no_grad():
         rows = [
-            {"case": "no mask", "ours_ms": median_ms(lambda: scaled_dot_product_attention(q, k, v)),
-             "torch_ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v))},
-            {"case": "causal", "ours_ms": median_ms(lambda: scaled_dot_product_attention(q, k, v, mask)),
-             "torch_ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))},
+            {"case": "no mask", "ours_ms": _median_call_ms(repeats, lambda: scaled_dot_product_attention(q, k, v)),
+             "torch_ms": _median_call_ms(repeats, lambda: F.scaled_dot_product_attention(q, k, v))},
+            {"case": "causal", "ours_ms": _median_call_ms(repeats, lambda: scaled_dot_product_attention(q, k, v, mask)),
+             "torch_ms": _median_call_ms(repeats, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))},
         ]  # fmt: skip
         difference = float((scaled_dot_product_attention(q, k, v, mask)
                             - F.scaled_dot_product_attention(q, k, v, is_causal=True)).abs().max())  # fmt: skip
@@ -402,18 +393,9 @@ def bench_bert(quick: bool) -> dict:
     batch = tokenizer.batch_encode(sentences, max_length=64, pad_to=64)
     B, T = batch["input_ids"].shape
 
-    def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-        return statistics.median(times) * 1e3
-
     with torch.no_grad():
-        ours_ms = median_ms(lambda: ours(**batch))
-        theirs_ms = median_ms(lambda: theirs(**batch))
+        ours_ms = _median_call_ms(repeats, lambda: ours(**batch))
+        theirs_ms = _median_call_ms(repeats, lambda: theirs(**batch))
         real = batch["attention_mask"].bool()
         difference = float((ours(**batch)[0] - theirs(**batch).last_hidden_state)[real].abs().max())
 
@@ -440,6 +422,17 @@ def bench_bert(quick: bool) -> dict:
 
 
 # ----- (f) widgets ------------------------------------------------------------------------------------------
+
+
+def _median_call_ms(repeats: int, fn) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1e3
 
 
 def _median_ms(samples: list[float]) -> float:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from lmbook.positional import LearnedPositionalEmbedding
+from lmbook.seeding import private_seed
 from lmbook.testing import ShapeError, check_shape
 from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig
 from lmbook.wordpiece import WordPieceTokenizer
@@ -188,12 +189,8 @@ class BertModel(nn.Module):
     def __init__(self, config: BertConfig, seed: int | None = 0) -> None:
         super().__init__()
         self.config = config
-        if seed is None:
+        with private_seed(seed):
             self._build()
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                self._build()
 
     def _build(self) -> None:
         self.embeddings = BertEmbeddings(self.config)

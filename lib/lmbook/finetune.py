@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbook.metrics import accuracy_score, confusion_matrix, f1, precision_recall_f1
+from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
 
 POOLINGS = ("cls", "pooler", "mean")
@@ -118,8 +119,7 @@ class BertClassifier(nn.Module):
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
         C = _hidden_size(bert)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with private_seed(seed):
             self.classifier = nn.Linear(C, num_labels)
             nn.init.normal_(self.classifier.weight, mean=0.0, std=0.02)
             nn.init.zeros_(self.classifier.bias)

@@ -30,6 +30,7 @@ from torch import nn
 from lmbook.device import autocast_dtype
 from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.schedules import warmup_cosine
+from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
 from lmbook.text import get_batch
 from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig
@@ -103,13 +104,9 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig, seed: int | None = 0) -> None:
         super().__init__()
         self.config = config
-        if seed is None:
+        # Building the layers draws their default initial weights: do it all on a private random state.
+        with private_seed(seed):
             self._build()
-        else:
-            # Building the layers draws their default initial weights: do it all on a private random state.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                self._build()
 
     def _build(self) -> None:
         c = self.config

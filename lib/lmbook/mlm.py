@@ -30,6 +30,7 @@ from torch import nn
 
 from lmbook.bert import BertConfig, BertModel, bert_name_map
 from lmbook.schedules import warmup_cosine
+from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
 from lmbook.transformer import LayerNorm
 from lmbook.wordpiece import WordPieceTokenizer
@@ -160,12 +161,8 @@ class BertForMaskedLM(nn.Module):
         super().__init__()
         self.bert = bert if isinstance(bert, BertModel) else BertModel(bert, seed=seed)
         self.config = self.bert.config
-        if seed is None:
+        with private_seed(None if seed is None else seed + 1):
             self.head = MLMHead(self.config, self.bert.embeddings.token)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + 1)
-                self.head = MLMHead(self.config, self.bert.embeddings.token)
 
     def forward(
         self,
@@ -340,8 +337,7 @@ def pretrain_mlm(
     generator = torch.Generator().manual_seed(seed)
     model.train()
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # dropout
+    with private_seed(seed):  # dropout
         for step in range(steps):
             rate = warmup_cosine(step, lr, warmup, steps, min_lr=lr / 10) if steps > 1 else lr
             for group in optimizer.param_groups:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lmbook.regularisation import EarlyStopping
+from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
 
 _ACTIVATIONS = {
@@ -73,9 +74,8 @@ def torch_mlp(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     layers: list[torch.nn.Module] = []
-    # fork_rng: seed a private copy of the random state, so that building a model does not reseed the caller's.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    # A private copy of the random state, so that building a model does not reseed the caller's.
+    with private_seed(seed):
         for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(torch.nn.Linear(int(c_in), int(c_out), dtype=dtype))
             if i < len(sizes) - 2:
