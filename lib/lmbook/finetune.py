@@ -295,13 +295,21 @@ def _threads(n: int | None):
 
 
 def _progress_bar(total: int, enabled: bool):
-    """A text progress bar: tqdm's when it is installed, else a line every tenth of the run."""
+    """A progress bar: tqdm's when it is installed (a widget in Jupyter, text elsewhere), else a line every
+    tenth of the run.
+
+    In Jupyter the widget bar is one output that changes in place; a text bar there would leave one output per
+    refresh in the saved notebook, and the book's HTML would show them all.
+    """
     if not enabled:
         return None
     try:
-        from tqdm import tqdm
+        from tqdm import notebook
+        from tqdm.auto import tqdm
     except ImportError:
         return _SimpleBar(total)
+    if tqdm is notebook.tqdm:
+        return tqdm(total=total, unit="step", mininterval=2.0)
     return tqdm(total=total, unit="step", file=sys.stdout, mininterval=2.0, ncols=100)
 
 
@@ -590,3 +598,31 @@ def embed(
         lambda batch: sentence_vectors(encoder, **batch, pooling=pooling), tokenizer, texts, batch_size, max_length, dev
     )
     return vectors.numpy().astype(np.float32)
+
+
+def embed_layers(
+    bert: nn.Module, tokenizer, texts, batch_size: int = 64, max_length: int = 128, device=None
+) -> np.ndarray:
+    """Mean-pooled sentence vectors after *every* layer, from one pass: ``N`` texts -> ``(L + 1, N, C)`` float32.
+
+    Entry 0 is the embeddings' output (no attention yet), entry ``l`` the output of block ``l``; the last entry
+    equals :func:`embed` with ``pooling="mean"``. A linear classifier trained on each entry (a **probe**) shows
+    at which depth the encoder has made a property easy to read off.
+
+    Args:
+        bert: an encoder with ``hidden_states(input_ids, token_type_ids, attention_mask)`` returning ``L + 1``
+            tensors ``(B, T, C)`` (:class:`lmbook.bert.BertModel`), or a :class:`BertClassifier` holding one.
+        tokenizer, texts, batch_size, max_length, device: as for :func:`embed`.
+    """
+    encoder = bert.bert if isinstance(bert, BertClassifier) else bert
+    if not hasattr(encoder, "hidden_states"):
+        raise TypeError(f"{type(encoder).__name__} has no hidden_states method; use lmbook.bert.BertModel")
+    dev = _device_of(encoder) if device is None else torch.device(device)
+    encoder.to(dev).eval()
+
+    def pooled_layers(batch) -> torch.Tensor:  # (B, L + 1, C)
+        layers = encoder.hidden_states(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        return torch.stack([mean_pool(h, batch["attention_mask"]) for h in layers], dim=1)
+
+    vectors = _batched_outputs(pooled_layers, tokenizer, texts, batch_size, max_length, dev)
+    return vectors.transpose(0, 1).numpy().astype(np.float32)

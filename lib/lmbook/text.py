@@ -30,6 +30,14 @@ import torch
 from lmbook.testing import check_shape
 
 
+def token_ids(tokenizer, text: str) -> list[int]:
+    """The token ids of ``text`` from any of the book's tokenizers: ``encode`` returns a list of ids
+    (:class:`CharTokenizer`) or an object with ``input_ids`` (:class:`lmbook.wordpiece.WordPieceTokenizer`, with
+    ``[CLS]`` and ``[SEP]``)."""
+    encoded = tokenizer.encode(text)
+    return list(getattr(encoded, "input_ids", encoded))
+
+
 class CharTokenizer:
     """Map each character of a text to an integer and back; the vocabulary is the sorted set of characters.
 

@@ -23,6 +23,7 @@ from lmbook.finetune import (
     FinetuneConfig,
     FinetuneLog,
     embed,
+    embed_layers,
     evaluate,
     finetune,
     linear_warmup_decay,
@@ -312,6 +313,41 @@ def test_embed_is_order_and_padding_independent(trained, tokenizer, data):
     assert_close(torch.from_numpy(vectors), torch.cat(one_by_one), atol=1e-5, rtol=1e-4)
     cls = embed(model.bert, tokenizer, texts, pooling="cls")
     assert cls.shape == (12, 64) and not np.allclose(cls, vectors)
+
+
+def test_embed_layers_is_every_layer_mean_pooled(trained, tokenizer, data):
+    model, _, _ = trained
+    texts = data[1][0][:10]
+    layers = embed_layers(model, tokenizer, texts, batch_size=3)
+    assert layers.shape == (3, 10, 64) and layers.dtype == np.float32  # embeddings + 2 blocks
+    assert_close(torch.from_numpy(layers[-1]), torch.from_numpy(embed(model, tokenizer, texts)), atol=1e-5, rtol=1e-4)
+    enc = tokenizer.batch_encode(texts)
+    with torch.no_grad():
+        states = model.bert.hidden_states(**enc)
+    real = enc["attention_mask"][:, :, None].float()  # by hand: sum over the real tokens / their number
+    for layer, h in enumerate(states):
+        assert_close(torch.from_numpy(layers[layer]), (h * real).sum(1) / real.sum(1), atol=1e-5, rtol=1e-4)
+    with pytest.raises(TypeError, match="hidden_states"):
+        embed_layers(torch.nn.Linear(2, 2), tokenizer, texts)
+
+
+def test_embed_layers_of_minilm_match_hugging_face_hidden_states():
+    from transformers import BertModel as HFModel
+
+    from lmbook.bert import offline_model_path
+
+    bert, tok, source = load_pretrained("minilm")
+    assert source == "minilm"
+    reference = HFModel.from_pretrained(offline_model_path(), local_files_only=True).eval()
+    texts = ["A quiet, lovely film.", "The soup was cold and the waiter was rude about it."]
+    ours = embed_layers(bert, tok, texts)
+    enc = tok.batch_encode(texts)
+    with torch.no_grad():
+        states = reference(**enc, output_hidden_states=True).hidden_states  # 7 tensors (B, T, 384)
+    real = enc["attention_mask"][:, :, None].float()
+    expected = torch.stack([(h * real).sum(1) / real.sum(1) for h in states])
+    assert ours.shape == (7, 2, 384)
+    assert_close(torch.from_numpy(ours), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_hugging_face_model_and_tokenizer(tokenizer, data):

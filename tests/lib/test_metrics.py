@@ -309,3 +309,27 @@ def test_raising_the_threshold_trades_recall_for_precision():
     low, high = threshold_metrics(y_true, scores, 0.3), threshold_metrics(y_true, scores, 0.8)
     assert high.recall < low.recall
     assert high.precision > low.precision
+
+
+def test_compare_classifiers_against_scipy_binomtest():
+    from scipy.stats import binomtest
+
+    from lmbook.metrics import compare_classifiers
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 100)
+    a = np.where(rng.random(100) < 0.85, y, 1 - y)
+    b = np.where(rng.random(100) < 0.75, y, 1 - y)
+    result = compare_classifiers(y, a, b)
+    only_a = int(((a == y) & (b != y)).sum())
+    only_b = int(((b == y) & (a != y)).sum())
+    assert (result.only_a, result.only_b) == (only_a, only_b) and only_a + only_b > 0
+    assert result.accuracy_a == np.mean(a == y) and result.accuracy_b == np.mean(b == y)
+    expected = binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue
+    assert result.p_value == pytest.approx(expected, rel=1e-12)
+    half = 1.96 * np.sqrt(result.accuracy_a * (1 - result.accuracy_a) / 100)
+    assert result.interval_a == pytest.approx((result.accuracy_a - half, result.accuracy_a + half))
+    same = compare_classifiers(y, a, a)
+    assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
+    with pytest.raises(ValueError, match="pred_b"):
+        compare_classifiers(y, a, b[:-1])

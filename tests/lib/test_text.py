@@ -79,3 +79,15 @@ def test_unigram_loss():
     # counts a: 3, b: 1, add-one over V = 3 tokens: p(a) = 4/7, p(b) = 2/7, p(c) = 1/7
     expected = -(math.log(4 / 7) + math.log(1 / 7)) / 2
     assert math.isclose(unigram_loss([0, 0, 0, 1], [0, 2], 3), expected)
+
+
+def test_token_ids_from_either_tokenizer():
+    from lmbook.bert import offline_model_path
+    from lmbook.text import token_ids
+    from lmbook.wordpiece import WordPieceTokenizer
+
+    chars = CharTokenizer("hello world")
+    assert token_ids(chars, "hello") == chars.encode("hello")
+    wordpiece = WordPieceTokenizer(offline_model_path() / "vocab.txt")
+    assert token_ids(wordpiece, "hello world") == wordpiece.encode("hello world").input_ids
+    assert wordpiece.convert_ids_to_tokens(token_ids(wordpiece, "hi"))[::2] == ["[CLS]", "[SEP]"]

@@ -146,6 +146,28 @@ def test_attention_viewer_rejects_bad_settings_without_changing_anything(model, 
     assert viewer.values == before and viewer.figure_image.renders == renders
 
 
+def test_attention_viewer_on_a_bert_classifier_with_wordpiece_tokens():
+    from lmbook.bert import BertConfig, BertModel, offline_model_path
+    from lmbook.finetune import BertClassifier
+    from lmbook.wordpiece import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer(offline_model_path() / "vocab.txt")
+    bert = BertModel(BertConfig.tiny(vocab_size=tokenizer.vocab_size, dropout=0.0), seed=0)
+    viewer = AttentionViewer(BertClassifier(bert, pooling="mean"), tokenizer, "Tokenization is fun!", layer=1, head=3)
+    assert viewer.tokens == ["[CLS]", "token", "##ization", "is", "fun", "!", "[SEP]"]
+    assert viewer.context == bert.config.max_position and "cut" not in viewer.status.value
+    weights = viewer.maps[(1, 3)]
+    assert weights.shape == (7, 7) and np.allclose(weights.sum(axis=1), 1.0)
+    assert np.triu(weights, 1).sum() > 0.1  # no causal mask: BERT's tokens also attend to later ones
+    labels = [t for t in viewer.ax.texts if t.get_visible() and t.get_rotation() == 90]
+    assert [t.get_text() for t in labels] == viewer.tokens  # the key labels, written downwards
+    long_text = " ".join(["word"] * 200)  # 202 tokens, more than the tiny BERT's 128 positions
+    viewer.update(text=long_text)
+    assert len(viewer.tokens) == 128 and "cut to the first 128 tokens" in viewer.status.value
+    viewer.update(text="short again")
+    assert "cut" not in viewer.status.value and len(viewer.tokens) == 4
+
+
 # ----- positional encodings ----------------------------------------------------------------------------------
 
 

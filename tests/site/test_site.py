@@ -61,6 +61,7 @@ WIDGET_PAGES = {
     "chapters/04-training-well/04-evaluation": (1, 1),
     "chapters/07-attention/03-multi-head": (1, 2),
     "chapters/07-attention/06-looking-inside": (1, 2),
+    "chapters/08-bert/06-looking-inside": (1, 2),
 }
 
 
@@ -138,6 +139,16 @@ def test_widgets_show_their_initial_state(visits, name):
         assert width > 100, f"{name}: widget image {i} did not render"
     controls = page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets .widget-dropdown").count()
     assert controls >= min_controls, f"{name}: {controls} sliders or dropdowns rendered, expected {min_controls}"
+
+
+def test_fine_tuning_progress_is_one_bar(visits):
+    # In Jupyter, lmbook.finetune shows a widget bar; a text bar would leave one output line per refresh on the page.
+    page, _ = visits["chapters/08-bert/04-finetuning"]
+    page.wait_for_selector(".jupyter-widgets .widget-progress", timeout=15000)
+    assert page.locator(".jupyter-widgets .widget-progress").count() == 1
+    outputs = page.locator(".cell_output pre").all_inner_texts()
+    assert not any("step/s]" in text for text in outputs), "text progress bars in the page"
+    assert any("epoch 3: train loss" in text for text in outputs)
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -23,6 +23,7 @@ from torch import nn
 from lmbook import plotting
 from lmbook.attention import MultiHeadAttention, SelfAttention
 from lmbook.positional import position_similarity, sinusoidal_encoding
+from lmbook.text import token_ids
 from lmbook.widgets.base import WIDGET_DPI, FigureImage, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
@@ -96,12 +97,25 @@ def attention_maps(model: nn.Module, tokens) -> dict[tuple[int, int], np.ndarray
     return maps
 
 
+def _positions(model: nn.Module) -> int | None:
+    """How many positions the model has: ``config.context`` (a GPT) or ``config.max_position`` (a BERT) of the
+    model or of any module inside it (a :class:`lmbook.finetune.BertClassifier` holds its BERT); None if unknown."""
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        for name in ("context", "max_position"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+    return None
+
+
 def _label(token: str) -> str:
     return "".join(_VISIBLE.get(ch, ch) for ch in token)
 
 
 def _summary(weights: np.ndarray) -> str:
-    """How far back a causal head looks: the mean distance attended to, and the weight on the token itself."""
+    """Where a head looks on average: the mean distance attended to, the weight on the token itself and on the
+    previous one."""
     T = weights.shape[0]
     distance = np.arange(T)[:, None] - np.arange(T)[None, :]  # query position minus key position
     mean_distance = float((weights * np.abs(distance)).sum(axis=1).mean())
@@ -121,8 +135,12 @@ class AttentionViewer(InteractiveWidget):
 
     Args:
         model: a model containing lmbook attention modules, e.g. a trained :class:`lmbook.gpt.GPT`.
-        tokenizer: has ``encode(text) -> ids`` and ``decode(ids) -> text`` (e.g. :class:`lmbook.text.CharTokenizer`).
-        text: the initial text; cut to the model's context (``model.config.context``) when it is longer.
+        tokenizer: has ``encode(text)``, returning a list of ids (:class:`lmbook.text.CharTokenizer`) or an object
+            with ``input_ids`` (:class:`lmbook.wordpiece.WordPieceTokenizer`, whose ``[CLS]`` and ``[SEP]`` are
+            then shown too). Tokens are labelled with ``convert_ids_to_tokens`` where the tokenizer has it (so
+            WordPiece pieces read ``"##ing"``), else with ``decode([id])``.
+        text: the initial text; cut to the model's number of positions (``config.context`` of a GPT,
+            ``config.max_position`` of a BERT) when it is longer.
         layer, head: the head shown first.
 
     Attributes:
@@ -133,7 +151,8 @@ class AttentionViewer(InteractiveWidget):
 
     def __init__(self, model: nn.Module, tokenizer, text: str, layer: int = 0, head: int = 0) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.context = getattr(getattr(model, "config", None), "context", None)
+        self.context = _positions(model)
+        self._cut = False
         self._holding = False
         self._shown_text: str | None = None
         self.maps = self._compute(text)
@@ -165,6 +184,7 @@ class AttentionViewer(InteractiveWidget):
         self.ax.set_title("attention weights (each row sums to 1)", fontsize="medium", y=1.0)
         self.figure_image.set_dynamic([self._image])
         self.tokens: list[str] = []
+        self._words = False
         self._key_labels: list = []
         self._query_labels: list = []
         self.ax.set_xticks([])
@@ -183,11 +203,19 @@ class AttentionViewer(InteractiveWidget):
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
 
-    def _ids(self, text: str) -> list[int]:
+    def _all_ids(self, text: str) -> list[int]:
         if not text:
             raise ValueError("type at least one character")
-        ids = list(self.tokenizer.encode(text))
+        return token_ids(self.tokenizer, text)
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._all_ids(text)
         return ids if self.context is None else ids[: self.context]
+
+    def _token_labels(self, ids: list[int]) -> list[str]:
+        if hasattr(self.tokenizer, "convert_ids_to_tokens"):
+            return [_label(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
+        return [_label(self.tokenizer.decode([i])) for i in ids]
 
     def _compute(self, text: str) -> dict[tuple[int, int], np.ndarray]:
         return attention_maps(self.model, self._ids(text))
@@ -209,22 +237,30 @@ class AttentionViewer(InteractiveWidget):
         """
         T = len(labels)
         if T > len(self._key_labels):
-            n = max(T, self.context or 0)
-            size = "small" if n <= 40 else 7
-            font = FontProperties(size=size)
+            n = max(T, min(self.context or 0, 64))  # a GPT's whole context at once; a BERT's 512 only when used
             below = blended_transform_factory(self.ax.transData, self.ax.transAxes)  # x in data, y in axes
             left = blended_transform_factory(self.ax.transAxes, self.ax.transData)  # x in axes, y in data
             for i in range(len(self._key_labels), n):
-                key = self.ax.text(i, -0.01, "", transform=below, ha="center", va="top", fontproperties=font)
-                query = self.ax.text(-0.01, i, "", transform=left, ha="right", va="center", fontproperties=font)
+                key = self.ax.text(i, -0.01, "", transform=below, ha="center", va="top")
+                query = self.ax.text(-0.01, i, "", transform=left, ha="right", va="center")
                 self._key_labels.append(key)
                 self._query_labels.append(query)
+        font = FontProperties(size="small" if T <= 40 else 7)
+        words = max(map(len, labels), default=1) > 1
+        if words != self._words:  # words (WordPiece) need wider margins than single characters
+            self._words = words
+            margin, label_at = (0.18, -0.2) if words else (0.1, -0.045)
+            self.figure.subplots_adjust(left=margin, bottom=margin)
+            self.ax.xaxis.set_label_coords(0.5, label_at)
+            self.ax.yaxis.set_label_coords(label_at, 0.5)
+        rotation = 90 if words else 0  # words are written downwards under the map
         for i, (key, query) in enumerate(zip(self._key_labels, self._query_labels, strict=True)):
             text = labels[i] if i < T else ""
-            key.set_text(text)
-            query.set_text(text)
-            key.set_visible(i < T)
-            query.set_visible(i < T)
+            for label in (key, query):
+                label.set_text(text)
+                label.set_visible(i < T)
+                label.set_fontproperties(font)
+            key.set_rotation(rotation)
 
     def redraw(self) -> float:
         """Show the current text, layer and head; return the seconds it took (model + render)."""
@@ -232,8 +268,10 @@ class AttentionViewer(InteractiveWidget):
         v = self.values
         if v["text"] != self._shown_text:
             self.maps = self._compute(v["text"])
+            all_ids = self._all_ids(v["text"])
             ids = self._ids(v["text"])
-            self.tokens = [_label(self.tokenizer.decode([i])) for i in ids]
+            self._cut = len(ids) < len(all_ids)
+            self.tokens = self._token_labels(ids)
             T = len(ids)
             self._set_tick_labels(self.tokens)
             self._image.set_extent((-0.5, T - 0.5, T - 0.5, -0.5))
@@ -243,7 +281,7 @@ class AttentionViewer(InteractiveWidget):
             self.figure_image.invalidate()
         weights = self.maps[(v["layer"], v["head"])]
         self._image.set_data(weights)
-        cut = "" if len(v["text"]) <= len(self.tokens) else f" (cut to the first {len(self.tokens)} tokens)"
+        cut = f" (cut to the first {len(self.tokens)} tokens)" if self._cut else ""
         self.status.value = f"Layer {v['layer']}, head {v['head']}{cut}: " + _summary(weights)
         self.figure_image.refresh()
         return time.perf_counter() - start
