@@ -451,8 +451,7 @@ def finetune(
     bar = _progress_bar(total, progress)
     start_run = time.perf_counter()
     # Dropout draws from torch's global generator: a private, seeded copy makes the run reproducible.
-    with _threads(config.threads), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+    with _threads(config.threads), private_seed(config.seed, devices=[dev]):
         for epoch in range(config.epochs):
             model.train()
             start = time.perf_counter()

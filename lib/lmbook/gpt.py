@@ -312,8 +312,7 @@ def train_gpt(
     log = TrainLog()
     running, since = 0.0, 0
     model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # dropout masks
+    with private_seed(seed, devices=[device]):  # dropout masks
         for step in range(steps):
             start = time.perf_counter()
             step_lr = warmup_cosine(step, lr, min(warmup, steps - 1), steps, min_lr=lr / 10)

@@ -17,11 +17,13 @@ def private_seed(seed: int | None, devices=()):
 
     Args:
         seed: the seed; None leaves the global random state alone (the block then draws from it as usual).
-        devices: CUDA devices whose generators are forked and restored too (the CPU's always is).
+        devices: the devices the block computes on (``torch.device`` or names such as ``"cuda:0"``); the
+            generators of the CUDA ones among them are forked and restored too (the CPU's always is).
     """
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=list(devices)):
+    cuda = [torch.device(d) for d in devices if torch.device(d).type == "cuda"]
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield

@@ -301,9 +301,7 @@ def fit_classifier(
     stopped_early = False
 
     # Dropout draws from PyTorch's global generator: seed a private copy of it for reproducible masks.
-    devices = [param.device] if param.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with private_seed(seed, devices=[param.device]):
         for epoch in range(epochs):
             model.train()
             order = torch.randperm(n, generator=order_rng).to(param.device)

@@ -27,12 +27,7 @@ from lmbook.testing import ShapeError
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def qkv(shape_q=(2, 3, 5, 4), T_k=None, D_v=None, seed=0):

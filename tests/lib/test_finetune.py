@@ -34,14 +34,7 @@ from lmbook.finetune import (
 from lmbook.sentiment import SPLITS, load_sentiment
 from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small models on a busy 2-core machine: a second thread only adds waiting. Restored for the other test files.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

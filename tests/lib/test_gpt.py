@@ -13,12 +13,7 @@ from lmbook.testing import ShapeError
 SMALL = GPTConfig(23, context=12, d_model=16, n_layers=2, n_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tokens(shape, V=23, seed=0):

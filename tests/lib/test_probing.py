@@ -16,12 +16,7 @@ from lmbook.wordpiece import WordPieceTokenizer
 TEXTS = ["a quiet, lovely film.", "the soup was cold."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

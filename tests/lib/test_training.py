@@ -14,15 +14,7 @@ from lmbook.regularisation import EarlyStopping
 from lmbook.testing import ShapeError
 from lmbook.training import History, fit_classifier, predict_labels, predict_scores, torch_mlp
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The networks here are tiny: a second thread only adds overhead, and on a busy 2-core machine the threads'
-    # waiting for each other makes training several times slower. Restored afterwards for the other test files.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def standardised(name):

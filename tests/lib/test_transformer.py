@@ -26,12 +26,7 @@ from lmbook.transformer import (
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----- layer norm ------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ notebook's widget state, which is what the static HTML book shows.
 
 import os
 import pathlib
-import struct
 import warnings
 
 import nbclient
@@ -30,19 +29,9 @@ from lmbook.widgets import (
     neuron_response,
     train_boundary,
 )
+from tests.lib.widget_helpers import artist_counts, png_size
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from a PNG's header chunk."""
-    assert data[:8] == PNG_SIGNATURE
-    return struct.unpack(">II", data[16:24])
-
-
-def artist_counts(ax) -> tuple[int, int, int, int]:
-    return len(ax.lines), len(ax.collections), len(ax.patches), len(ax.texts)
 
 
 # ----- callbacks --------------------------------------------------------------------------------------------

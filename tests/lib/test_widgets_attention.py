@@ -3,7 +3,6 @@ widgets through .update(). Update latency is not asserted here (it depends on th
 
 import os
 import pathlib
-import struct
 import warnings
 
 import nbclient
@@ -24,28 +23,19 @@ from lmbook.widgets import (
     attention_modules,
     encoding_pictures,
 )
+from tests.lib.widget_helpers import png_size
 
 LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
 TEXT = "the cat sat on the mat.\nthe dog sat on the log."
 TOKENIZER = CharTokenizer(TEXT)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def model():
     return GPT(GPTConfig(TOKENIZER.vocab_size, context=32, d_model=16, n_layers=2, n_heads=4))
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
 
 
 # ----- attention_maps ----------------------------------------------------------------------------------------

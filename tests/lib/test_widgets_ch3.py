@@ -5,7 +5,6 @@ Update latency is not asserted here (it depends on the machine); the benchmarks 
 
 import os
 import pathlib
-import struct
 import warnings
 
 import nbclient
@@ -25,18 +24,9 @@ from lmbook.widgets import (
     lr_verdict,
     race,
 )
+from tests.lib.widget_helpers import artist_counts, png_size
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == PNG_SIGNATURE
-    return struct.unpack(">II", data[16:24])
-
-
-def artist_counts(ax) -> tuple[int, int, int, int]:
-    return len(ax.lines), len(ax.collections), len(ax.patches), len(ax.texts)
 
 
 # ----- the race callback ------------------------------------------------------------------------------------

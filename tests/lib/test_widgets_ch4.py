@@ -27,16 +27,13 @@ from lmbook.widgets import (
 )
 from lmbook.widgets.blitting import BlitFigureImage
 from lmbook.widgets.overfitting import L2_OPTIONS, MAX_DEGREE
+from tests.lib.widget_helpers import artist_counts
 
 LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
 
 
 def pixels(png: bytes) -> np.ndarray:
     return np.asarray(PIL.Image.open(io.BytesIO(png))).astype(int)
-
-
-def artist_counts(ax) -> tuple[int, int, int, int, int]:
-    return len(ax.lines), len(ax.collections), len(ax.patches), len(ax.texts), len(ax.images)
 
 
 def classifier_scores(n: int = 200, seed: int = 0):
