@@ -308,7 +308,7 @@ def _progress_bar(total: int, enabled: bool):
         from tqdm.auto import tqdm
     except ImportError:
         return _SimpleBar(total)
-    if tqdm is notebook.tqdm:
+    if issubclass(tqdm, notebook.tqdm):  # tqdm.auto chose the widget bar
         return tqdm(total=total, unit="step", mininterval=2.0)
     return tqdm(total=total, unit="step", file=sys.stdout, mininterval=2.0, ncols=100)
 

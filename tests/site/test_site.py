@@ -144,8 +144,10 @@ def test_widgets_show_their_initial_state(visits, name):
 def test_fine_tuning_progress_is_one_bar(visits):
     # In Jupyter, lmbook.finetune shows a widget bar; a text bar would leave one output line per refresh on the page.
     page, _ = visits["chapters/08-bert/04-finetuning"]
-    page.wait_for_selector(".jupyter-widgets .widget-progress", timeout=15000)
-    assert page.locator(".jupyter-widgets .widget-progress").count() == 1
+    page.wait_for_selector(".jupyter-widgets .widget-hprogress", timeout=15000)
+    assert page.locator(".jupyter-widgets .widget-hprogress").count() == 1
+    width = page.locator(".jupyter-widgets .widget-hprogress").evaluate("bar => bar.getBoundingClientRect().width")
+    assert width > 200, f"the progress bar is only {width:.0f} px wide"
     outputs = page.locator(".cell_output pre").all_inner_texts()
     assert not any("step/s]" in text for text in outputs), "text progress bars in the page"
     assert any("epoch 3: train loss" in text for text in outputs)
