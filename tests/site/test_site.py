@@ -7,6 +7,7 @@ launch buttons point at the right notebooks on Binder and Colab.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -151,6 +152,14 @@ def test_fine_tuning_progress_is_one_bar(visits):
     outputs = page.locator(".cell_output pre").all_inner_texts()
     assert not any("step/s]" in text for text in outputs), "text progress bars in the page"
     assert any("epoch 3: train loss" in text for text in outputs)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_tables_printed_by_cells_are_rendered(visits, name):
+    # A Markdown table displayed by a cell must become an HTML table, not a paragraph of pipes and dashes.
+    page, _ = visits[name]
+    leaked = [t for t in page.locator(".cell_output p").all_inner_texts() if re.search(r"\|\s*[-\u2014:]{2,}", t)]
+    assert not leaked, f"{name}: Markdown table shown as text: {leaked[0][:120]!r}"
 
 
 @pytest.mark.parametrize("name", PAGES)
