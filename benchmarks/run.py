@@ -510,7 +510,7 @@ def bench_widgets(quick: bool) -> dict:
 
 
 def bench_later_widgets(repeats: int) -> dict[str, float]:
-    """Median update latency (ms) of the widgets of chapters 3 and 4, each control moved ``repeats`` times."""
+    """Median update latency (ms) of the widgets of chapters 3, 4, 7 and 8, each control moved ``repeats`` times."""
     import numpy as np
 
     from lmbook.widgets import LearningRateExplorer, OptimizerRace, OverfittingExplorer, ThresholdExplorer
@@ -559,6 +559,16 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     out["AttentionViewer: new 40-character text"] = sweep(viewer, "text", cycle([text[i:i + 40] for i in range(8)]))
     encodings = PositionalEncodingExplorer()
     out["PositionalEncodingExplorer: move the length slider"] = sweep(encodings, "T", cycle([32, 48, 64, 96]))
+
+    from lmbook.bert import load_pretrained
+    from lmbook.finetune import BertClassifier
+
+    bert, wordpiece, _ = load_pretrained("minilm")  # chapter 8: the viewer on (the offline) MiniLM, 6 x 12 heads
+    sentences = ["The acting was wonderful, but the plot made no sense.", "Not bad at all, honestly.",
+                 "A tedious film with one brilliant scene.", "The soup was cold and the waiter was rude."]
+    bert_viewer = AttentionViewer(BertClassifier(bert, pooling="mean"), wordpiece, sentences[0], layer=5)
+    out["AttentionViewer on MiniLM: change the head"] = sweep(bert_viewer, "head", cycle(list(range(1, 12)) + [0]))
+    out["AttentionViewer on MiniLM: new sentence"] = sweep(bert_viewer, "text", cycle(sentences[1:] + sentences[:1]))
     return out
 
 
