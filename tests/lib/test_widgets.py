@@ -5,12 +5,8 @@ The last test executes a small notebook in a real kernel and checks that the wid
 notebook's widget state, which is what the static HTML book shows.
 """
 
-import os
-import pathlib
 import warnings
 
-import nbclient
-import nbformat
 import numpy as np
 import pytest
 
@@ -29,10 +25,7 @@ from lmbook.widgets import (
     neuron_response,
     train_boundary,
 )
-from tests.lib.widget_helpers import artist_counts, png_size
-
-LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
-
+from tests.lib.widget_helpers import artist_counts, execute_with_widget_state, png_size
 
 # ----- callbacks --------------------------------------------------------------------------------------------
 
@@ -338,17 +331,11 @@ def test_trainer_displays_as_its_widget():
 
 def test_executed_notebook_stores_the_widget_images(monkeypatch):
     """nbclient with store_widget_state keeps each Image's PNG: what the HTML book shows without a kernel."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("from lmbook.widgets import NeuronExplorer\nNeuronExplorer(w=2.0)"),
-        nbformat.v4.new_code_cell(
-            "from lmbook.widgets import DecisionBoundaryTrainer\nDecisionBoundaryTrainer()"
-        ),
-    ]
-    nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=120).execute()
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    nb, state, images = execute_with_widget_state(
+        monkeypatch,
+        "from lmbook.widgets import NeuronExplorer\nNeuronExplorer(w=2.0)",
+        "from lmbook.widgets import DecisionBoundaryTrainer\nDecisionBoundaryTrainer()",
+    )
     assert len(images) == 2
     for model in images:
         (buffer,) = model["buffers"]

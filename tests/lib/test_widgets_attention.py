@@ -1,12 +1,8 @@
 """Tests of chapter 7's widgets without a browser: attention_maps and encoding_pictures as pure functions, the
 widgets through .update(). Update latency is not asserted here (it depends on the machine's load)."""
 
-import os
-import pathlib
 import warnings
 
-import nbclient
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -23,9 +19,8 @@ from lmbook.widgets import (
     attention_modules,
     encoding_pictures,
 )
-from tests.lib.widget_helpers import png_size
+from tests.lib.widget_helpers import execute_with_widget_state, png_size
 
-LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
 TEXT = "the cat sat on the mat.\nthe dog sat on the log."
 TOKENIZER = CharTokenizer(TEXT)
 
@@ -196,21 +191,13 @@ def test_positional_explorer_starts_with_a_picture_and_updates_the_same_figure()
 
 def test_executed_notebook_stores_the_chapter_7_widget_images(monkeypatch):
     """The images are in the stored widget state, so the HTML book shows them without a kernel."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "from lmbook.widgets import PositionalEncodingExplorer\nPositionalEncodingExplorer(T=32)"
-        ),
-        nbformat.v4.new_code_cell(
-            "from lmbook.gpt import GPT, GPTConfig\nfrom lmbook.text import CharTokenizer\n"
-            "from lmbook.widgets import AttentionViewer\ntok = CharTokenizer('abc ')\n"
-            "AttentionViewer(GPT(GPTConfig(tok.vocab_size, context=8, d_model=8, n_heads=2)), tok, 'abc cab')"
-        ),
-    ]
-    nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=120).execute()
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    _, _, images = execute_with_widget_state(
+        monkeypatch,
+        "from lmbook.widgets import PositionalEncodingExplorer\nPositionalEncodingExplorer(T=32)",
+        "from lmbook.gpt import GPT, GPTConfig\nfrom lmbook.text import CharTokenizer\n"
+        "from lmbook.widgets import AttentionViewer\ntok = CharTokenizer('abc ')\n"
+        "AttentionViewer(GPT(GPTConfig(tok.vocab_size, context=8, d_model=8, n_heads=2)), tok, 'abc cab')",
+    )
     assert len(images) == 2
     for m in images:
         (buffer,) = m["buffers"]

@@ -3,12 +3,8 @@
 Update latency is not asserted here (it depends on the machine); the benchmarks measure it.
 """
 
-import os
-import pathlib
 import warnings
 
-import nbclient
-import nbformat
 import numpy as np
 import pytest
 
@@ -24,10 +20,7 @@ from lmbook.widgets import (
     lr_verdict,
     race,
 )
-from tests.lib.widget_helpers import artist_counts, png_size
-
-LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
-
+from tests.lib.widget_helpers import artist_counts, execute_with_widget_state, png_size
 
 # ----- the race callback ------------------------------------------------------------------------------------
 
@@ -288,15 +281,11 @@ def test_explorer_displays_as_its_widget():
 
 def test_executed_notebook_stores_both_widget_images(monkeypatch):
     """With store_widget_state each widget's PNG is kept in the notebook: what the HTML book shows."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("from lmbook.widgets import OptimizerRace\nOptimizerRace()"),
-        nbformat.v4.new_code_cell("from lmbook.widgets import LearningRateExplorer\nLearningRateExplorer()"),
-    ]
-    nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=120).execute()
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    _, _, images = execute_with_widget_state(
+        monkeypatch,
+        "from lmbook.widgets import OptimizerRace\nOptimizerRace()",
+        "from lmbook.widgets import LearningRateExplorer\nLearningRateExplorer()",
+    )
     assert len(images) == 2
     for model in images:
         (buffer,) = model["buffers"]

@@ -6,11 +6,7 @@ draw. The last test executes a small notebook in a real kernel and checks that t
 """
 
 import io
-import os
-import pathlib
 
-import nbclient
-import nbformat
 import numpy as np
 import PIL.Image
 import pytest
@@ -27,9 +23,7 @@ from lmbook.widgets import (
 )
 from lmbook.widgets.blitting import BlitFigureImage
 from lmbook.widgets.overfitting import L2_OPTIONS, MAX_DEGREE
-from tests.lib.widget_helpers import artist_counts
-
-LIB = pathlib.Path(__file__).resolve().parents[2] / "lib"
+from tests.lib.widget_helpers import artist_counts, execute_with_widget_state
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -272,19 +266,13 @@ def test_threshold_explorer_displays_as_its_widget():
 
 def test_executed_notebook_stores_the_chapter_4_widget_images(monkeypatch):
     """The images are in the stored widget state, so the HTML book shows them without a kernel."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("from lmbook.widgets import OverfittingExplorer\nOverfittingExplorer(degree=9)"),
-        nbformat.v4.new_code_cell(
-            "import numpy as np\nfrom lmbook.widgets import ThresholdExplorer\n"
-            "rng = np.random.default_rng(0)\ny = rng.integers(0, 2, 100)\n"
-            "ThresholdExplorer(y, np.clip(0.3 * y + rng.uniform(0, 0.7, 100), 0, 1))"
-        ),
-    ]
-    nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=120).execute()
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    images = [m for m in state.values() if m["model_name"] == "ImageModel"]
+    _, _, images = execute_with_widget_state(
+        monkeypatch,
+        "from lmbook.widgets import OverfittingExplorer\nOverfittingExplorer(degree=9)",
+        "import numpy as np\nfrom lmbook.widgets import ThresholdExplorer\n"
+        "rng = np.random.default_rng(0)\ny = rng.integers(0, 2, 100)\n"
+        "ThresholdExplorer(y, np.clip(0.3 * y + rng.uniform(0, 0.7, 100), 0, 1))",
+    )
     assert len(images) == 2
     for model in images:
         (buffer,) = model["buffers"]
