@@ -153,9 +153,10 @@ class AttentionViewer(InteractiveWidget):
         self.model, self.tokenizer = model, tokenizer
         self.context = _positions(model)
         self._cut = False
+        self._computed: tuple | None = None  # (text, ids, cut, maps) of the last text computed
         self._holding = False
         self._shown_text: str | None = None
-        self.maps = self._compute(text)
+        self.maps = self._compute(text)[2]
         layers = sorted({key[0] for key in self.maps})
         self._check_head(self.maps, layer, head)
         style = {"description_width": "60px"}
@@ -195,30 +196,24 @@ class AttentionViewer(InteractiveWidget):
         row = widgets.HBox([self.controls["layer"], self.controls["head"]])
         self.widget = widgets.VBox([self.controls["text"], row, self.figure_image.image, self.status])
 
-    @property
-    def figure(self):
-        return self.figure_image.figure
+    def _compute(self, text: str) -> tuple[list[int], bool, dict[tuple[int, int], np.ndarray]]:
+        """The ids of ``text`` cut to the context, whether they were cut, and their attention maps.
 
-    @property
-    def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
-
-    def _all_ids(self, text: str) -> list[int]:
-        if not text:
-            raise ValueError("type at least one character")
-        return token_ids(self.tokenizer, text)
-
-    def _ids(self, text: str) -> list[int]:
-        ids = self._all_ids(text)
-        return ids if self.context is None else ids[: self.context]
+        The last result is kept: ``update`` computes it to check the settings, and ``redraw`` then reuses it.
+        """
+        if self._computed is None or self._computed[0] != text:
+            if not text:
+                raise ValueError("type at least one character")
+            ids = token_ids(self.tokenizer, text)
+            shown = ids if self.context is None else ids[: self.context]
+            self._computed = (text, shown, len(shown) < len(ids), attention_maps(self.model, shown))
+        return self._computed[1:]
 
     def _token_labels(self, ids: list[int]) -> list[str]:
         if hasattr(self.tokenizer, "convert_ids_to_tokens"):
             return [_label(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
         return [_label(self.tokenizer.decode([i])) for i in ids]
 
-    def _compute(self, text: str) -> dict[tuple[int, int], np.ndarray]:
-        return attention_maps(self.model, self._ids(text))
 
     def _heads(self, layer: int) -> list[int]:
         return sorted(h for (lay, h) in self.maps if lay == layer)
@@ -267,10 +262,7 @@ class AttentionViewer(InteractiveWidget):
         start = time.perf_counter()
         v = self.values
         if v["text"] != self._shown_text:
-            self.maps = self._compute(v["text"])
-            all_ids = self._all_ids(v["text"])
-            ids = self._ids(v["text"])
-            self._cut = len(ids) < len(all_ids)
+            ids, self._cut, self.maps = self._compute(v["text"])
             self.tokens = self._token_labels(ids)
             T = len(ids)
             self._set_tick_labels(self.tokens)
@@ -311,7 +303,7 @@ class AttentionViewer(InteractiveWidget):
         if unknown:
             raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
         settings = {**self.values, **values}
-        maps = self.maps if settings["text"] == self._shown_text else self._compute(settings["text"])
+        maps = self._compute(settings["text"])[2]
         self._check_head(maps, settings["layer"], settings["head"])
         with self.holding():
             self.controls["text"].value = settings["text"]
@@ -388,14 +380,6 @@ class PositionalEncodingExplorer(InteractiveWidget):
                           layout=widgets.Layout(flex_flow="row wrap")),
              self.figure_image.image, self.status]
         )  # fmt: skip
-
-    @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
-    def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
 
     @staticmethod
     def _check(T: int, C: int, kind: str) -> None:

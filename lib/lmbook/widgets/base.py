@@ -98,7 +98,8 @@ class FigureImage:
 
 class InteractiveWidget:
     """What every widget of the book shares; a widget class sets ``self.widget`` (the ipywidgets container to
-    show) and defines ``values`` (its current settings, a dict).
+    show) and ``self.figure_image`` (its picture), and either ``self.controls`` (a dict name -> control) or its
+    own ``values``.
 
     Displaying the object displays ``self.widget``; its repr lists the settings. Observers of the controls
     skip their redraw while :meth:`holding` is active, so that ``update(...)`` can set several controls and
@@ -106,6 +107,16 @@ class InteractiveWidget:
     """
 
     _holding = False
+
+    @property
+    def figure(self):
+        """The matplotlib figure behind the picture."""
+        return self.figure_image.figure
+
+    @property
+    def values(self) -> dict:
+        """The current settings: ``{name: value}`` of every control."""
+        return {name: control.value for name, control in self.controls.items()}
 
     @contextlib.contextmanager
     def holding(self):

@@ -240,15 +240,6 @@ class DecisionBoundaryTrainer(InteractiveWidget):
         )
         self.widget = widgets.VBox([grid, self.figure_image.image, self.status])
 
-    @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
-    def values(self) -> dict:
-        """The current settings, as keyword arguments of :func:`train_boundary` (plus ``layers``)."""
-        return {name: control.value for name, control in self.controls.items()}
-
     def _build_figure(self) -> None:
         self.ax_boundary, self.ax_loss = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})
         ax = self.ax_loss

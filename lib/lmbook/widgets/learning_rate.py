@@ -125,10 +125,6 @@ class LearningRateExplorer(InteractiveWidget):
         self.widget = widgets.VBox([controls, self.figure_image.image, self.status])
 
     @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
     def values(self) -> dict:
         """The current settings: ``{"lr": ..., "steps": ...}``."""
         return {"lr": self.lr_slider.value, "steps": self.steps_slider.value}

@@ -122,10 +122,6 @@ class NeuronExplorer(InteractiveWidget):
         self.widget = widgets.VBox([controls, self.figure_image.image, self.status])
 
     @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
     def values(self) -> dict:
         """The current control values: ``{"w": ..., "b": ..., "activation": ...}``."""
         return {"w": self.w_slider.value, "b": self.b_slider.value, "activation": self.activation_menu.value}

@@ -166,10 +166,6 @@ class OptimizerRace(InteractiveWidget):
         self.widget = widgets.VBox([grid, boxes, self.figure_image.image, self.status])
 
     @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
     def values(self) -> dict:
         """The current settings, as keyword arguments of :func:`race`."""
         v = {name: control.value for name, control in self.controls.items()}

@@ -135,15 +135,6 @@ class OverfittingExplorer(InteractiveWidget):
         controls = widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
         self.widget = widgets.VBox([controls, self.figure_image.image, self.status])
 
-    @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
-    def values(self) -> dict:
-        """The current control values: ``{"degree": ..., "n_train": ..., "l2": ...}``."""
-        return {name: control.value for name, control in self.controls.items()}
-
     @staticmethod
     def _check(**values) -> None:
         unknown = set(values) - {"degree", "n_train", "l2"}

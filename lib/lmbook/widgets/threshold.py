@@ -99,10 +99,6 @@ class ThresholdExplorer(InteractiveWidget):
         self.widget = widgets.VBox([self.threshold_slider, self.figure_image.image, self.status])
 
     @property
-    def figure(self):
-        return self.figure_image.figure
-
-    @property
     def values(self) -> dict:
         """The current control value: ``{"threshold": ...}``."""
         return {"threshold": self.threshold_slider.value}
