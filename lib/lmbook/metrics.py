@@ -308,7 +308,7 @@ class PairedComparison:
     Attributes:
         accuracy_a, accuracy_b: their accuracies. only_a: examples that only ``a`` gets right; only_b: those
         that only ``b`` gets right. p_value: two-sided exact McNemar test of "both are equally accurate".
-        interval_a, interval_b: approximate 95% intervals of each accuracy, ``acc +- 1.96 sqrt(acc (1 - acc) / N)``.
+        interval_a, interval_b: approximate 95% intervals of each accuracy (:func:`accuracy_interval`).
     """
 
     accuracy_a: float
@@ -328,9 +328,13 @@ def _binomial_two_sided(k: int, n: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def _interval(acc: float, n: int) -> tuple[float, float]:
-    half = 1.96 * math.sqrt(acc * (1 - acc) / n)
-    return max(0.0, acc - half), min(1.0, acc + half)
+def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
+    """An approximate 95% interval of an accuracy measured on ``n`` examples (the normal approximation):
+    ``accuracy +- 1.96 sqrt(accuracy (1 - accuracy) / n)``, cut to [0, 1]."""
+    if n < 1 or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"expected an accuracy in [0, 1] and n >= 1, got accuracy={accuracy}, n={n}")
+    half = 1.96 * math.sqrt(accuracy * (1 - accuracy) / n)
+    return max(0.0, accuracy - half), min(1.0, accuracy + half)
 
 
 def compare_classifiers(y_true, pred_a, pred_b) -> PairedComparison:
@@ -357,6 +361,6 @@ def compare_classifiers(y_true, pred_a, pred_b) -> PairedComparison:
         only_a=only_a,
         only_b=only_b,
         p_value=_binomial_two_sided(min(only_a, only_b), only_a + only_b),
-        interval_a=_interval(acc_a, len(y_true)),
-        interval_b=_interval(acc_b, len(y_true)),
+        interval_a=accuracy_interval(acc_a, len(y_true)),
+        interval_b=accuracy_interval(acc_b, len(y_true)),
     )

@@ -65,6 +65,14 @@ def _layer_stacks(model: nn.Module, tokenizer, text: str) -> list[np.ndarray]:
     return [np.stack([maps[key] for key in sorted(maps) if key[0] == layer]) for layer in layers]
 
 
+def _mean_over_texts(measure, texts) -> np.ndarray:
+    """The mean of ``measure(text)`` (an array, the same shape for every text) over ``texts``."""
+    texts = list(texts)
+    if not texts:
+        raise ValueError("expected at least one text")
+    return sum(measure(text) for text in texts) / len(texts)
+
+
 def attention_change(model_a: nn.Module, model_b: nn.Module, tokenizer, texts) -> np.ndarray:
     """How different two models' attention is, layer by layer: shape ``(L,)``.
 
@@ -72,17 +80,14 @@ def attention_change(model_a: nn.Module, model_b: nn.Module, tokenizer, texts) -
     attention rows, ``0.5 * sum_k |a_k - b_k|``: 0 when the head attends in the same way, 1 when the two rows
     share no weight at all. The result is the mean over texts, heads and positions.
     """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("expected at least one text")
-    total = None
-    for text in texts:
+
+    def distance(text: str) -> np.ndarray:
         a, b = _layer_stacks(model_a, tokenizer, text), _layer_stacks(model_b, tokenizer, text)
         if len(a) != len(b):
             raise ValueError(f"the models have {len(a)} and {len(b)} attention layers")
-        distance = np.array([0.5 * np.abs(x - y).sum(axis=-1).mean() for x, y in zip(a, b, strict=True)])
-        total = distance if total is None else total + distance
-    return total / len(texts)
+        return np.array([0.5 * np.abs(x - y).sum(axis=-1).mean() for x, y in zip(a, b, strict=True)])
+
+    return _mean_over_texts(distance, texts)
 
 
 def attention_share(model: nn.Module, tokenizer, texts) -> np.ndarray:
@@ -91,14 +96,11 @@ def attention_share(model: nn.Module, tokenizer, texts) -> np.ndarray:
     With a WordPiece tokenizer these are ``[CLS]`` and ``[SEP]``. The mean is over texts, heads and query
     positions; a uniform head would give ``1 / T`` to each.
     """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("expected at least one text")
-    total = None
-    for text in texts:
-        share = np.array([[w[..., 0].mean(), w[..., -1].mean()] for w in _layer_stacks(model, tokenizer, text)])
-        total = share if total is None else total + share
-    return total / len(texts)
+
+    def share(text: str) -> np.ndarray:
+        return np.array([[w[..., 0].mean(), w[..., -1].mean()] for w in _layer_stacks(model, tokenizer, text)])
+
+    return _mean_over_texts(share, texts)
 
 
 def word_occlusion(predict, text: str, label: int = 1) -> list[tuple[str, float]]:

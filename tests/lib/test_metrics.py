@@ -333,3 +333,13 @@ def test_compare_classifiers_against_scipy_binomtest():
     assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
     with pytest.raises(ValueError, match="pred_b"):
         compare_classifiers(y, a, b[:-1])
+
+
+def test_accuracy_interval_is_the_normal_approximation():
+    from lmbook.metrics import accuracy_interval
+
+    low, high = accuracy_interval(0.8, 100)
+    assert (low, high) == pytest.approx((0.8 - 0.0784, 0.8 + 0.0784))  # 1.96 * sqrt(0.16 / 100)
+    assert accuracy_interval(1.0, 50) == (1.0, 1.0) and accuracy_interval(0.99, 10)[1] == 1.0  # cut to [0, 1]
+    with pytest.raises(ValueError, match="n >= 1"):
+        accuracy_interval(0.5, 0)
