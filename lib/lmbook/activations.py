@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmbook.testing import check_choice
+
 
 def _as_float(z) -> np.ndarray:
     return np.asarray(z, dtype=np.float64)
@@ -103,11 +105,8 @@ def get_activation(name_or_activation: str | Activation) -> Activation:
     """
     if isinstance(name_or_activation, Activation):
         return name_or_activation
-    try:
-        return ACTIVATIONS[name_or_activation]
-    except (KeyError, TypeError):
-        valid = ", ".join(repr(k) for k in ACTIVATIONS)
-        raise ValueError(f"unknown activation {name_or_activation!r}; choose one of {valid}") from None
+    check_choice(name_or_activation, ACTIVATIONS, "activation")
+    return ACTIVATIONS[name_or_activation]
 
 
 # ---------------------------------------------------------------------------------------------------------

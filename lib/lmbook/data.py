@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmbook.testing import check_choice
+
 
 def xor() -> tuple[np.ndarray, np.ndarray]:
     """The XOR truth table: the four points of ``{0, 1}^2``, labelled 1 when exactly one input is 1.
@@ -122,8 +124,7 @@ def make_2d(name: str, n: int = 200, noise: float | None = None, seed: int = 0) 
 
     ``"xor"`` here is :func:`xor_clusters`, a noisy XOR with ``n`` points; :func:`xor` is the 4-point truth table.
     """
-    if name not in DATASETS_2D:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(map(repr, DATASETS_2D))}")
+    check_choice(name, DATASETS_2D, "data set")
     kwargs = {} if noise is None else {"noise": noise}
     return DATASETS_2D[name](n=n, seed=seed, **kwargs)
 

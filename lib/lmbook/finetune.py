@@ -32,7 +32,7 @@ from torch import nn
 
 from lmbook.metrics import accuracy_score, confusion_matrix, f1, precision_recall_f1
 from lmbook.seeding import private_seed
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 POOLINGS = ("cls", "pooler", "mean")
 
@@ -79,8 +79,7 @@ def sentence_vectors(
     bert: nn.Module, input_ids, token_type_ids=None, attention_mask=None, pooling: str = "mean"
 ) -> torch.Tensor:
     """One vector per sequence from an encoder: ``(B, T)`` ids -> ``(B, C)``, pooled as :class:`BertClassifier` says."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(map(repr, POOLINGS))}")
+    check_choice(pooling, POOLINGS, "pooling")
     hidden, pooled = _encoder_outputs(bert, input_ids, token_type_ids, attention_mask)
     if pooling == "cls":
         return hidden[:, 0]  # (B, C): [CLS] is always position 0, never padding
@@ -108,8 +107,7 @@ class BertClassifier(nn.Module):
 
     def __init__(self, bert: nn.Module, num_labels: int = 2, pooling: str = "cls", dropout: float = 0.1, seed: int = 0):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(map(repr, POOLINGS))}")
+        check_choice(pooling, POOLINGS, "pooling")
         if num_labels < 2:
             raise ValueError(f"num_labels must be at least 2 (one logit per class), got {num_labels}")
         if not 0.0 <= dropout < 1.0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 
 def _buffer(state: dict, key: str, p: np.ndarray) -> np.ndarray:
@@ -340,9 +340,5 @@ def make_optimizer(name: str, params, lr: float, **kwargs) -> Optimizer:
     Raises:
         ValueError: for an unknown name; the message lists the valid names.
     """
-    try:
-        cls = OPTIMIZERS[name]
-    except (KeyError, TypeError):
-        valid = ", ".join(repr(k) for k in OPTIMIZERS)
-        raise ValueError(f"unknown optimiser {name!r}; choose one of {valid}") from None
-    return cls(params, lr=lr, **kwargs)
+    check_choice(name, OPTIMIZERS, "optimiser")
+    return OPTIMIZERS[name](params, lr=lr, **kwargs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 # ----- loading ----------------------------------------------------------------------------------------------
 
@@ -34,6 +34,7 @@ def load_tabular(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     Returns:
         X: float64, shape ``(N, C)``. y: int64, shape ``(N,)``. feature_names: ``C`` strings.
     """
+    check_choice(name, TABULAR_DATASETS, "data set")
     # Imported here, not at the top: scikit-learn takes a while to import and most of lmbook does not need it.
     from sklearn import datasets
 
@@ -42,8 +43,6 @@ def load_tabular(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         "digits": datasets.load_digits,
         "wine": datasets.load_wine,
     }
-    if name not in loaders:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(map(repr, TABULAR_DATASETS))}")
     bunch = loaders[name]()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lmbook.testing import check_choice
+
 
 def _check_step(step: int) -> None:
     if step < 0:
@@ -126,9 +128,6 @@ def lr_curve(schedule: str | Callable[..., float], steps: int, **kwargs) -> np.n
         array([1.  , 1.  , 0.5 , 0.5 , 0.25, 0.25])
     """
     if isinstance(schedule, str):
-        try:
-            schedule = SCHEDULES[schedule]
-        except KeyError:
-            valid = ", ".join(repr(k) for k in SCHEDULES)
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {valid}") from None
+        check_choice(schedule, SCHEDULES, "schedule")
+        schedule = SCHEDULES[schedule]
     return np.array([schedule(step, **kwargs) for step in range(int(steps))], dtype=np.float64)

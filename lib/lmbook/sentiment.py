@@ -29,6 +29,8 @@ from importlib import resources
 
 import numpy as np
 
+from lmbook.testing import check_choice
+
 SPLITS = ("train", "val", "test")
 LABELS = ("negative", "positive")  # LABELS[label]: 0 = negative, 1 = positive, as in SST-2
 SST2_NAME = "stanfordnlp/sst2"  # on the Hugging Face hub: columns idx, sentence, label; the test labels are hidden
@@ -66,8 +68,7 @@ def load_sentiment(split: str = "train") -> tuple[list[str], np.ndarray]:
         texts: list of ``N`` strings. labels: int64 array of shape ``(N,)``, 1 = positive, 0 = negative.
         The order is fixed (the file's), with the two classes mixed; a new list and array on every call.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(map(repr, SPLITS))}")
+    check_choice(split, SPLITS, "split")
     rows = [row for row in _rows() if row[0] == split]
     return [text for _, _, text in rows], np.array([label for _, label, _ in rows], dtype=np.int64)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmbook.optim import OPTIMIZERS, make_optimizer
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 # An iterate farther than this from the origin counts as diverged: it has left every plot for good and would
 # overflow to infinity within a few more steps.
@@ -156,11 +156,8 @@ def get_surface(surface: str | Surface) -> Surface:
     """
     if isinstance(surface, Surface):
         return surface
-    try:
-        return SURFACES[surface]
-    except (KeyError, TypeError):
-        valid = ", ".join(repr(k) for k in SURFACES)
-        raise ValueError(f"unknown surface {surface!r}; choose one of {valid}") from None
+    check_choice(surface, SURFACES, "surface")
+    return SURFACES[surface]
 
 
 def trajectory(
@@ -188,9 +185,7 @@ def trajectory(
         inside, so ``len(path) < steps + 1`` tells that the run diverged.
     """
     s = get_surface(surface)
-    if optimizer not in OPTIMIZERS:
-        valid = ", ".join(repr(k) for k in OPTIMIZERS)
-        raise ValueError(f"unknown optimiser {optimizer!r}; choose one of {valid}")
+    check_choice(optimizer, OPTIMIZERS, "optimiser")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     theta = np.array(s.start if start is None else start, dtype=np.float64)

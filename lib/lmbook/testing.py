@@ -23,6 +23,21 @@ def _format(shape: Sequence[Dim]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
+def check_choice(value, options, kind: str) -> None:
+    """Raise a ValueError naming the valid options unless ``value`` is one of ``options`` (a mapping's keys, or
+    a sequence of names), e.g. ``unknown surface 'bowl'; choose one of 'rosenbrock', 'saddle'``.
+
+    Args:
+        value: the name given. options: the valid names. kind: what a name names (``"surface"``).
+    """
+    try:
+        known = value in options
+    except TypeError:  # an unhashable value (a list, a dict) is no valid name either
+        known = False
+    if not known:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(map(repr, options))}")
+
+
 def check_shape(x, expected: Sequence[Dim], name: str = "x", dims: dict[str, int] | None = None):
     """Check that ``x`` has shape ``expected`` and return ``x`` unchanged, so a check can wrap an expression.
 

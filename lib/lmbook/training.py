@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from lmbook.regularisation import EarlyStopping
 from lmbook.seeding import private_seed
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 _ACTIVATIONS = {
     "relu": torch.nn.ReLU,
@@ -69,8 +69,7 @@ def torch_mlp(
     sizes = tuple(sizes)
     if len(sizes) < 2 or not all(isinstance(s, int | np.integer) and s >= 1 for s in sizes):
         raise ValueError(f"sizes must be at least two positive integers (inputs, ..., outputs), got {sizes}")
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(map(repr, _ACTIVATIONS))}")
+    check_choice(activation, _ACTIVATIONS, "activation")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     layers: list[torch.nn.Module] = []
@@ -271,8 +270,7 @@ def fit_classifier(
         raise ValueError(f"lr must be positive, got {lr}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (or None for the full batch), got {batch_size}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(map(repr, _OPTIMIZERS))}")
+    check_choice(optimizer, _OPTIMIZERS, "optimizer")
     if weight_decay < 0:
         raise ValueError(f"weight_decay must not be negative, got {weight_decay}")
     if (X_val is None) != (y_val is None):

@@ -74,3 +74,14 @@ def test_objects_without_a_shape_and_bad_specs_are_type_errors():
         check_shape([1, 2, 3], (3,), "x")
     with pytest.raises(TypeError, match="int, str or None"):
         check_shape(np.zeros(3), (3.0,), "x")
+
+
+def test_check_choice_names_the_valid_options():
+    from lmbook.testing import check_choice
+
+    check_choice("tanh", {"tanh": 1, "relu": 2}, "activation")  # a valid name passes silently
+    check_choice("val", ("train", "val"), "split")
+    with pytest.raises(ValueError, match=r"^unknown split 'dev'; choose one of 'train', 'val'$"):
+        check_choice("dev", ("train", "val"), "split")
+    with pytest.raises(ValueError, match=r"unknown activation \['tanh'\]; choose one of 'tanh', 'relu'"):
+        check_choice(["tanh"], {"tanh": 1, "relu": 2}, "activation")  # unhashable: an error, not a TypeError

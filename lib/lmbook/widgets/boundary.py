@@ -17,12 +17,12 @@ from lmbook import plotting
 from lmbook.activations import ACTIVATIONS, get_activation
 from lmbook.data import DATASETS_2D, make_2d
 from lmbook.mlp import MLP, accuracy, train
+from lmbook.testing import check_choice
 from lmbook.widgets.base import FigureImage, InteractiveWidget
 
 
 def _check_dataset(name: str) -> None:
-    if name not in DATASETS_2D:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(map(repr, DATASETS_2D))}")
+    check_choice(name, DATASETS_2D, "data set")
 
 
 class _Diverged(Exception):
