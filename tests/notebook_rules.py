@@ -83,5 +83,31 @@ def redefinitions(nb, exports: dict[str, str]) -> list[str]:
     return problems
 
 
+def defined_functions(nb) -> set[str]:
+    """Functions and classes a notebook defines, nested ones included; methods belong to their class and are not."""
+    found: set[str] = set()
+
+    def visit(node) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                found.add(child.name)
+            if not isinstance(child, ast.ClassDef):
+                visit(child)
+
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            visit(ast.parse(_python_only(cell.source)))
+    return found
+
+
+def shared_definitions(notebooks: dict[str, object]) -> dict[str, list[str]]:
+    """Function or class names defined in more than one notebook -> those notebooks (a copy that belongs in lmbook)."""
+    where: dict[str, list[str]] = {}
+    for name, nb in notebooks.items():
+        for fn in defined_functions(nb):
+            where.setdefault(fn, []).append(name)
+    return {fn: sorted(names) for fn, names in sorted(where.items()) if len(names) > 1}
+
+
 def read(path: pathlib.Path):
     return nbformat.read(path, as_version=4)

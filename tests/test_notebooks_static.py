@@ -13,6 +13,7 @@ from tests.notebook_rules import (
     lmbook_exports,
     read,
     redefinitions,
+    shared_definitions,
     stored_outputs,
 )
 
@@ -52,6 +53,21 @@ def test_figure_cells_have_caption_and_alt_text(path):
         if "figure" in meta:
             assert meta["figure"].get("caption"), f"{path.name} cell {i}: figure without caption"
             assert meta.get("image", {}).get("alt"), f"{path.name} cell {i}: figure without alt text"
+
+
+def test_no_two_chapter_notebooks_define_the_same_function():
+    shared = shared_definitions({str(p.relative_to(ROOT)): read(p) for p in chapter_notebooks()})
+    listing = "\n".join(f"{fn}: {', '.join(where)}" for fn, where in shared.items())
+    assert shared == {}, f"functions defined in several notebooks belong in lmbook (write them once there):\n{listing}"
+
+
+def test_shared_definitions_finds_a_function_copied_into_two_notebooks():
+    a, b, c = (nbformat.v4.new_notebook() for _ in range(3))
+    a.cells = [nbformat.v4.new_code_cell("def median_seconds(fn):\n    return 1.0")]
+    b.cells = [nbformat.v4.new_code_cell("import time\nif True:\n    def median_seconds(fn, repeats=3):\n        pass")]
+    c.cells = [nbformat.v4.new_code_cell("class Net:\n    def forward(self):\n        pass")]
+    b.cells.append(nbformat.v4.new_code_cell("class Block:\n    def forward(self):\n        pass"))
+    assert shared_definitions({"a": a, "b": b, "c": c}) == {"median_seconds": ["a", "b"]}
 
 
 # The checker itself must be able to fail.
