@@ -24,10 +24,15 @@ import numpy as np
 from lmbook.testing import check_choice, check_shape
 
 
-def _buffer(state: dict, key: str, p: np.ndarray) -> np.ndarray:
-    """The buffer ``state[key]``, created as zeros shaped like ``p`` on first use."""
+def _buffer(state: dict, key: str, p: np.ndarray, initial=None) -> np.ndarray:
+    """The buffer ``state[key]``, created on first use as an array shaped like ``p``: zeros, or a copy of ``initial``.
+
+    Every buffer is a numpy array, also for a 0-dimensional ``p``, because the updates change it in place
+    (``buf *= momentum``). Arithmetic on 0-d arrays returns numpy scalars, and ``*=`` on a scalar only rebinds
+    the local name: a buffer stored as a scalar would silently never change. ``np.array`` always makes an array.
+    """
     if key not in state:
-        state[key] = np.zeros_like(p)
+        state[key] = np.zeros_like(p) if initial is None else np.array(initial, dtype=p.dtype)
     return state[key]
 
 
@@ -144,7 +149,7 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             if "momentum_buffer" not in state:
-                buf = state["momentum_buffer"] = g.copy()
+                buf = _buffer(state, "momentum_buffer", p, initial=g)  # v = g on the first step
             else:
                 buf = state["momentum_buffer"]
                 buf *= self.momentum

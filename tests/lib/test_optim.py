@@ -4,6 +4,8 @@ Both sides start from the same parameters and, at every step, get the gradient o
 current parameters (computed by torch autograd), so any difference in the update rule shows up and compounds.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -72,9 +74,7 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("cls", "torch_cls", "kwargs"), SETTINGS, ids=[f"{c.__name__}-{k}" for c, _, k in SETTINGS]
-)
+@pytest.mark.parametrize(("cls", "torch_cls", "kwargs"), SETTINGS, ids=[f"{c.__name__}-{k}" for c, _, k in SETTINGS])
 def test_matches_torch_step_for_step(cls, torch_cls, kwargs):
     params, opt = run_both(lambda p: cls(p, **kwargs), torch_cls, kwargs)
     assert opt.t == STEPS
@@ -118,6 +118,95 @@ def test_momentum_entry_is_sgd_with_momentum_09():
 def test_learning_rate_can_change_between_steps(cls, torch_cls, kwargs):
     lrs = kwargs["lr"] * (0.5 + 0.5 * np.cos(np.linspace(0, np.pi, 40)))
     run_both(lambda p: cls(p, **kwargs), torch_cls, kwargs, steps=40, lrs=lrs)
+
+
+# ----- every parameter shape: 0-d, 1-d and n-d ------------------------------------------------------------
+# A 0-d parameter (a numpy scalar array, as in a one-feature regression) once slipped through: arithmetic on 0-d
+# arrays returns numpy scalars, and SGD stored its momentum buffer as one, so ``buf *= momentum`` never changed it.
+# Every optimiser and every option is therefore checked on each shape, parameters and optimiser state alike.
+
+SHAPES = {"0d": (), "1d": (5,), "nd": (2, 3, 2)}
+
+
+def _options(**choices):
+    """Every combination of the given option values, as dicts."""
+    keys = list(choices)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*choices.values())]
+
+
+SHAPE_SETTINGS = (
+    [
+        (SGD, torch.optim.SGD, {"lr": 0.05, **o})
+        for o in _options(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=[False, True], weight_decay=[0.0, 0.01])
+        if not (o["nesterov"] and (o["momentum"] == 0 or o["dampening"] != 0))
+    ]
+    + [
+        (RMSprop, torch.optim.RMSprop, {"lr": 0.01, **o})
+        for o in _options(alpha=[0.99, 0.9], eps=[1e-8, 1e-3], momentum=[0.0, 0.5], weight_decay=[0.0, 0.1])
+    ]
+    + [
+        (cls, torch_cls, {"lr": 0.02, **o})
+        for cls, torch_cls in [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)]
+        for o in _options(betas=[(0.9, 0.999), (0.8, 0.99)], eps=[1e-8, 1e-3], weight_decay=[0.0, 0.1])
+    ]
+)
+
+
+def shape_loss(p, c, target):
+    """A non-quadratic loss of one parameter of any shape (torch tensors), so that its gradient changes every step."""
+    return torch.sum((torch.tanh(c * p) - target) ** 2) + 0.01 * torch.sum(p**4)
+
+
+def compare_state(opt, topt, theirs, step):
+    """Our optimiser state equals torch's for every buffer torch keeps (the same keys: "momentum_buffer", ...)."""
+    for mine, ref in zip(opt.state, theirs, strict=True):
+        tstate = {k: v for k, v in topt.state[ref].items() if k != "step" and v is not None}
+        assert set(mine) == set(tstate), f"step {step}: state keys {sorted(mine)}, torch has {sorted(tstate)}"
+        for key, buf in mine.items():
+            assert isinstance(buf, np.ndarray) and buf.shape == ref.shape, f"step {step}: {key} is {buf!r}"
+            assert_close(torch.from_numpy(buf), tstate[key], msg=lambda m, k=key, s=step: f"step {s}, {k}: {m}")
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize(
+    ("cls", "torch_cls", "kwargs"),
+    SHAPE_SETTINGS,
+    ids=[f"{c.__name__}-" + "-".join(f"{k}={v}" for k, v in kw.items() if k != "lr") for c, _, kw in SHAPE_SETTINGS],
+)
+def test_every_option_matches_torch_on_every_parameter_shape(cls, torch_cls, kwargs, shape):
+    rng = np.random.default_rng(len(shape))
+    start, c, target = (rng.normal(size=shape) for _ in range(3))
+    assert np.ndim(start) == len(shape)  # default_rng(...).normal(size=()) is a 0-d array, not a float
+    ours = start.copy()
+    opt = cls([ours], **kwargs)
+    theirs = torch.tensor(start, requires_grad=True)
+    topt = torch_cls([theirs], **kwargs)
+    c_t, target_t = torch.from_numpy(c), torch.from_numpy(target)
+    for step in range(1, 9):
+        mine = torch.tensor(ours, requires_grad=True)
+        (grad,) = torch.autograd.grad(shape_loss(mine, c_t, target_t), [mine])
+        opt.step([grad.numpy()])
+        topt.zero_grad()
+        shape_loss(theirs, c_t, target_t).backward()
+        topt.step()
+        assert isinstance(opt.params[0], np.ndarray) and opt.params[0] is ours and ours.shape == shape
+        assert_close(torch.from_numpy(ours), theirs.detach(), msg=lambda m, s=step: f"step {s}: {m}")
+        compare_state(opt, topt, [theirs], step)
+    assert not np.allclose(ours, start)
+
+
+def test_the_reported_0d_momentum_case():
+    """The case from the report: three steps of gradient 1, momentum 0.9, weight decay 0.01, from 1.0 with lr 0.1."""
+    p = np.array(1.0)
+    opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    t = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.SGD([t], lr=0.1, momentum=0.9, weight_decay=0.01)
+    for _ in range(3):
+        opt.step([np.array(1.0)])
+        t.grad = torch.ones((), dtype=torch.float64)
+        topt.step()
+    assert_close(torch.from_numpy(p), t.detach())  # 0.4339 (the bug left 0.5156)
+    assert_close(torch.from_numpy(opt.state[0]["momentum_buffer"]), topt.state[t]["momentum_buffer"])  # 2.733
 
 
 # ----- seed-map mistake 13: Adam's update ----------------------------------------------------------------
