@@ -23,18 +23,19 @@ Hugging Face hub answers; otherwise it says why and returns the book's sentences
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 
+from lmbook.hub import hub_unavailable, offline_mode
 from lmbook.testing import check_choice
 
 SPLITS = ("train", "val", "test")
 LABELS = ("negative", "positive")  # LABELS[label]: 0 = negative, 1 = positive, as in SST-2
 SST2_NAME = "stanfordnlp/sst2"  # on the Hugging Face hub: columns idx, sentence, label; the test labels are hidden
 _DATA_FILE = ("datasets", "sentiment.tsv")
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,11 +107,6 @@ def _fallback(reason: str) -> SentimentData:
     return data
 
 
-def _offline_mode() -> bool:
-    flags = (os.environ.get(name, "0") for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return any(flag not in ("", "0", "false", "False") for flag in flags)
-
-
 def load_sst2(
     timeout: float = 10.0, val_size: int = 1000, max_train: int | None = None, seed: int = 0
 ) -> SentimentData:
@@ -137,11 +133,10 @@ def load_sst2(
         import datasets
     except ImportError:
         return _fallback("the `datasets` package is not installed (pip install datasets)")
-    if not _offline_mode():
-        from lmbook.bert import _reachable  # the same bounded connection probe that load_pretrained uses
-
-        if not _reachable("huggingface.co", timeout):
-            return _fallback(f"huggingface.co did not answer within {timeout:g} s (no network?)")
+    if not offline_mode(_OFFLINE_VARIABLES):  # in offline mode, load_dataset looks in the local cache only
+        reason = hub_unavailable(timeout, _OFFLINE_VARIABLES)
+        if reason is not None:
+            return _fallback(reason)
     try:
         dataset = datasets.load_dataset(SST2_NAME)
         train_texts = list(dataset["train"]["sentence"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lmbook.bert
+import lmbook.hub
 import lmbook.sentiment as sentiment
 from lmbook.sentiment import LABELS, SPLITS, SentimentData, load_sentiment, load_sst2
 
@@ -171,11 +171,11 @@ def test_sst2_falls_back_when_loading_fails(monkeypatch, capsys, no_network):
         raise ConnectionError("couldn't reach the hub")
 
     fake_datasets(monkeypatch, broken)
-    monkeypatch.setattr(lmbook.bert, "_reachable", lambda host, timeout: True)
+    monkeypatch.setattr(lmbook.hub, "reachable", lambda host, timeout: True)
     data = load_sst2()
     assert_book_fallback(data, capsys.readouterr().out, "ConnectionError: couldn't reach the hub")
     # Offline mode skips the probe and tries the local cache only.
-    monkeypatch.setattr(lmbook.bert, "_reachable", lambda host, timeout: pytest.fail("probed in offline mode"))
+    monkeypatch.setattr(lmbook.hub, "reachable", lambda host, timeout: pytest.fail("probed in offline mode"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     assert load_sst2().source == "lmbook"
 
@@ -193,7 +193,7 @@ def test_sst2_success_path_with_a_fake_hub(monkeypatch, no_network):
         return fake
 
     fake_datasets(monkeypatch, load_dataset)
-    monkeypatch.setattr(lmbook.bert, "_reachable", lambda host, timeout: True)
+    monkeypatch.setattr(lmbook.hub, "reachable", lambda host, timeout: True)
     data = load_sst2(val_size=10, max_train=30, seed=1)
     assert calls == [sentiment.SST2_NAME] and data.source == "sst2"
     assert len(data.train[0]) == 30 and len(data.val[0]) == 10
