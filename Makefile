@@ -12,12 +12,13 @@ VENDOR := _build/vendor_site/vendor/embed-amd.js
 PYTEST := $(PY) -m pytest
 
 .PHONY: help install book book-fresh test test-lib test-notebooks test-site lint lab bench setup-cells \
-        exercises grade clean
+        exercises grade clean record-outputs
 
 help:
 	@echo "make book       build the executed HTML book into _build/html (installs everything first)"
 	@echo "make test       run every test: lint, library, notebooks, exercises, built site in Chromium"
 	@echo "make lab        open JupyterLab on the book"
+	@echo "make record-outputs  after an intended change of printed output: record the tagged cells' text"
 	@echo "make bench      time notebooks, the MLP step against torch, widget latency -> benchmarks/results.*"
 	@echo "make exercises  regenerate the student exercise notebooks from their sources"
 	@echo "make grade SUBMISSIONS=dir   grade a folder of submitted exercise notebooks"
@@ -41,15 +42,17 @@ $(VENDOR): $(NODE_STAMP) tools/vendor.py $(wildcard book_assets/*.js) | $(STAMP)
 install: $(STAMP) $(VENDOR)
 
 # ---- the book -------------------------------------------------------------------------------------------
-# Notebooks are executed during the build; a cell that raises fails it. Local rebuilds reuse the execution cache,
-# which is keyed on each notebook's own content only: when lmbook (or a requirement) changed since the last build,
-# the cache is dropped so that every notebook runs again with the new code.
+# Notebooks are executed once per build, side by side on every core, into Jupyter Book's execution cache
+# (tools/execute.py); the build then renders them, and a cell that raises fails it. The cache is keyed on each
+# notebook's own content only: when lmbook (or a requirement) changed since the last build, it is dropped so that
+# every notebook runs again with the new code.
 BOOK_STAMP := _build/.book-built-stamp
 book: install
 	@if [ -d _build/.jupyter_cache ] && { [ ! -f $(BOOK_STAMP) ] || \
 	    [ -n "$$(find lib requirements.txt -type f -newer $(BOOK_STAMP) | head -n 1)" ]; }; then \
 	  echo "lmbook or the requirements changed since the last build: executing every notebook again"; \
 	  rm -rf _build/.jupyter_cache; fi
+	$(PY) tools/execute.py
 	$(BIN)/jupyter-book build . -W
 	@touch $(BOOK_STAMP)
 	@echo "Open _build/html/index.html"
@@ -67,18 +70,26 @@ lint: $(STAMP)
 	$(PY) tools/setup_cell.py --check
 	$(PY) tools/exercises.py --check
 
+# Library, reference, grading and notebook-rule tests, on every core (pytest-xdist; each test is independent).
 test-lib: install
-	$(PYTEST) tests --ignore=tests/site -q
+	$(PYTEST) tests --ignore=tests/site -q -n auto --durations=10
 
-# Executes every chapter notebook again, in a fresh kernel each; cells tagged nbval-check-output must print exactly
-# what they printed in the book build (see conftest.py), so the book is built first.
-test-notebooks: book
-	$(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
-
+# The built book: each tagged cell printed its recorded text (tests/notebook_outputs.json), and the site works in
+# Chromium. Nothing is executed again: the build ran every notebook once.
 test-site: book
 	$(PYTEST) tests/site -q
 
-test: lint test-lib book test-notebooks test-site
+# Not part of `make test`: execute every chapter notebook a second time, in a fresh kernel each (nbval); tagged cells
+# must print their recorded text there too (conftest.py).
+test-notebooks: book
+	$(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
+
+# After an intended change of what a tagged cell prints: record the new text from the last build, then commit
+# tests/notebook_outputs.json with the change.
+record-outputs: book
+	$(PY) -m tests.determinism
+
+test: lint test-lib book test-site
 
 bench: install
 	$(PY) benchmarks/run.py

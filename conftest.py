@@ -1,10 +1,9 @@
 """Repository-wide pytest hooks.
 
-Deterministic notebook cells. Notebooks are stored without outputs, so nbval has no stored reference to compare
-a cell tagged ``nbval-check-output`` with (it silently skips the comparison for unrun cells). Instead, such a
-cell's text output from the nbval run is compared with the same cell's output from the independent execution made
-by the book build (``_build/jupyter_execute``): two separate kernels must print exactly the same thing, which is
-what seeding every random generator promises. ``make test`` builds the book before it runs the notebooks.
+Deterministic notebook cells. A cell tagged ``nbval-check-output`` must print exactly the text recorded for it in
+tests/notebook_outputs.json (see tests/determinism.py). The book build's execution is compared with the record by
+tests/site/test_executed_outputs.py; this hook makes ``pytest --nbval-lax chapters/...`` (``make test-notebooks``), a
+second execution in a fresh kernel, compare with the same record.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""The check behind `nbval-check-output` cells: equal text passes, a different number fails, a missing build fails."""
+"""The check behind `nbval-check-output` cells: the recorded text passes, a different number fails, gaps are named."""
 
 from __future__ import annotations
+
+import json
 
 import nbformat
 import pytest
 
-from tests.determinism import ROOT, check_cell, text_of
+from tests.determinism import ROOT, check_cell, differences, load_record, record_from_build, text_of
 
 
 def stream(text):
@@ -17,34 +19,53 @@ def result(text):
 
 
 @pytest.fixture
-def executed(tmp_path):
-    """A fake book build holding an executed copy of chapters/xx/page.ipynb."""
-    cell = nbformat.v4.new_code_cell("print(0.25)", metadata={"tags": ["nbval-check-output"]})
-    nb = nbformat.v4.new_notebook(cells=[cell])
-    copy = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell.source)])
-    copy.cells[0].id = cell.id
-    copy.cells[0].outputs = [stream("0.25\n")]
+def build(tmp_path):
+    """A fake book build holding an executed copy of chapters/xx/page.ipynb with one tagged and one untagged cell."""
+    tagged = nbformat.v4.new_code_cell("print(0.25)", metadata={"tags": ["nbval-check-output"]})
+    tagged.outputs = [stream("0.25\n")]
+    timing = nbformat.v4.new_code_cell("print(time.time())")
+    timing.outputs = [stream("1765000000.1\n")]
     target = tmp_path / "chapters" / "xx" / "page.ipynb"
     target.parent.mkdir(parents=True)
-    nbformat.write(copy, target)
-    return tmp_path, ROOT / "chapters" / "xx" / "page.ipynb", nb.cells[0]
+    nbformat.write(nbformat.v4.new_notebook(cells=[tagged, timing]), target)
+    return tmp_path, ROOT / "chapters" / "xx" / "page.ipynb", tagged
 
 
-def test_same_text_passes(executed):
-    root, notebook, cell = executed
-    check_cell(notebook, cell, [stream("0.25\n")], executed_root=root)
+def test_record_holds_only_tagged_cells(build):
+    root, notebook, cell = build
+    assert record_from_build([notebook], executed_root=root) == {"chapters/xx/page.ipynb": {cell.id: "0.25\n"}}
 
 
-def test_a_different_number_fails(executed):
-    root, notebook, cell = executed
-    with pytest.raises(AssertionError, match="non-deterministic"):
-        check_cell(notebook, cell, [stream("0.26\n")], executed_root=root)
+def test_same_text_passes_and_a_different_number_fails(build):
+    root, notebook, cell = build
+    record = record_from_build([notebook], executed_root=root)
+    check_cell(notebook, cell, [stream("0.25\n")], record=record)
+    diff = r"printed something else(.|\n)*-0.25(.|\n)*\+0.26(.|\n)*make record-outputs"
+    with pytest.raises(AssertionError, match=diff):
+        check_cell(notebook, cell, [stream("0.26\n")], record=record)
 
 
-def test_missing_book_build_fails(executed, tmp_path):
-    _, notebook, cell = executed
+def test_unrecorded_and_stale_cells_are_named():
+    problems = differences({"a": "1\n", "gone": "2\n"}, {"a": "1\n", "new": "3\n"}, "page.ipynb")
+    assert len(problems) == 2
+    assert "gone is in the record but no longer" in problems[0] and "new has no recorded output" in problems[1]
+    with pytest.raises(AssertionError, match="has no recorded output"):
+        check_cell(ROOT / "chapters" / "xx" / "page.ipynb", nbformat.v4.new_code_cell("1"), [], record={})
+
+
+def test_missing_book_build_fails(build, tmp_path):
+    _, notebook, _ = build
     with pytest.raises(AssertionError, match="build the book first"):
-        check_cell(notebook, cell, [stream("0.25\n")], executed_root=tmp_path / "nowhere")
+        record_from_build([notebook], executed_root=tmp_path / "nowhere")
+
+
+def test_the_committed_record_is_valid_json_of_text(tmp_path):
+    record = load_record()
+    assert record, "tests/notebook_outputs.json is missing or empty: make record-outputs"
+    assert all(isinstance(text, str) for cells in record.values() for text in cells.values())
+    assert load_record(tmp_path / "none.json") == {}
+    (tmp_path / "r.json").write_text(json.dumps({"x": {"c": "1"}}))
+    assert load_record(tmp_path / "r.json") == {"x": {"c": "1"}}
 
 
 def test_text_of_ignores_widget_views_and_keeps_order():
