@@ -426,13 +426,9 @@ def bench_bert(quick: bool) -> dict:
 
 def _median_call_ms(repeats: int, fn) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1e3
+    from lmbook.timing import time_call  # the book's one timing helper (lmbook is importable once main has run)
+
+    return time_call(fn, repeats, warmup=1, statistic="median") * 1e3
 
 
 def _median_ms(samples: list[float]) -> float:
