@@ -4,9 +4,24 @@ sphinx-thebe and sphinx-togglebutton register their inline scripts both with the
 builder; Sphinx 7.4 then lists each of them twice (once with filename ``None``, once with ``""``), so the page
 declares ``const THEBE_JS_URL`` twice and the browser logs a SyntaxError on every page. This extension drops
 duplicate scripts from each page's script list before the page is written.
+
+It also lets ``nb_merge_streams`` show a cell's printed lines as one block without corrupting the executed notebook:
+myst-nb 1.4 merges the stream outputs of a cell in place, on the very output objects it then writes to
+``_build/jupyter_execute``, so every line printed after the first interruption (a warning on stderr, a figure) was
+written there twice. The merge here works on a copy; the page shows the merged block, the notebook keeps its outputs.
 """
 
 from __future__ import annotations
+
+import copy
+
+from myst_nb.core import render as _myst_nb_render
+from myst_nb.core.utils import coalesce_streams
+
+
+def coalesce_streams_copy(outputs):
+    """myst-nb's ``coalesce_streams`` on a deep copy, so that the notebook's own outputs are left unchanged."""
+    return coalesce_streams(copy.deepcopy(outputs))
 
 
 def _key(script) -> tuple:
@@ -32,5 +47,7 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
 
 
 def setup(app):
+    # render.py looks the name up in its module globals at each call, so replacing it there is enough.
+    _myst_nb_render.coalesce_streams = coalesce_streams_copy
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -291,7 +291,7 @@ def test_student_notebook_starts_with_setup_and_grader(name, generated):
     nb = nbformat.reads(generated[name].student_notebook, as_version=4)
     first, second = nb.cells[0], nb.cells[1]
     assert first.source == setup_cell.expected_for(exercises.STUDENT_DIR / f"{name}.ipynb").rstrip("\n")
-    assert first.metadata.get("tags") == ["setup"]
+    assert first.metadata.get("tags") == ["setup", "remove-cell"] == setup_cell.TAGS
     assert '"otter-grader>=6"' in first.source
     assert f'otter.Notebook(tests_dir=tests_dir("{name}"))' in second.source
     assert all(

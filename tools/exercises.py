@@ -115,7 +115,7 @@ def normalise(nb: nbformat.NotebookNode, name: str, kind: str) -> str:
     """
     setup_cell = _tool("setup_cell")
     source = setup_cell.expected_for(STUDENT_DIR / f"{name}.ipynb").rstrip("\n")
-    first = nbformat.v4.new_code_cell(source, metadata={"tags": [setup_cell.TAG]})
+    first = nbformat.v4.new_code_cell(source, metadata={"tags": list(setup_cell.TAGS)})
     cells = list(nb.cells)
     if cells and setup_cell.TAG in cells[0].get("metadata", {}).get("tags", []):
         cells = cells[1:]

@@ -6,6 +6,8 @@
 
 The first cell of each notebook installs ``lmbook`` only when it runs on Google Colab, where the notebook's
 folder is not on disk. It never reinstalls torch: the package only sets a lower bound that Colab's torch meets.
+The cell is tagged ``remove-cell`` as well, so that the HTML book (myst-nb) does not show it above the page title;
+it still runs when the book is built, and it stays visible in Jupyter and on Colab.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TAG = "setup"
+# The tags of the set-up cell: ``setup`` finds it again, ``remove-cell`` hides it (input and output) in the HTML.
+TAGS = [TAG, "remove-cell"]
 
 
 def repository() -> tuple[str, str]:
@@ -53,12 +57,17 @@ def expected_for(path: pathlib.Path) -> str:
 def stale(path: pathlib.Path) -> bool:
     nb = nbformat.read(path, as_version=4)
     first = nb.cells[0] if nb.cells else None
-    return first is None or first.cell_type != "code" or first.source != expected_for(path).rstrip("\n")
+    return (
+        first is None
+        or first.cell_type != "code"
+        or first.source != expected_for(path).rstrip("\n")
+        or first.get("metadata", {}).get("tags", []) != TAGS
+    )
 
 
 def write(path: pathlib.Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    cell = nbformat.v4.new_code_cell(expected_for(path).rstrip("\n"), metadata={"tags": [TAG]})
+    cell = nbformat.v4.new_code_cell(expected_for(path).rstrip("\n"), metadata={"tags": list(TAGS)})
     if nb.cells and TAG in nb.cells[0].get("metadata", {}).get("tags", []):
         cell.id = nb.cells[0].get("id", cell.id)
         nb.cells[0] = cell

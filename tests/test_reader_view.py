@@ -1,0 +1,63 @@
+"""What the reader sees: the hidden Colab set-up cell, and a cell's printed lines merged into one block."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import nbformat
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+setup_cell = _load("_reader_view_setup_cell", ROOT / "tools" / "setup_cell.py")
+lmbook_sphinx = _load("_reader_view_lmbook_sphinx", ROOT / "book_assets" / "lmbook_sphinx.py")
+
+
+def _notebook(tmp_path, tags):
+    path = tmp_path / "chapter.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(setup_cell.expected_for(path).rstrip("\n"), metadata={"tags": tags})]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_setup_cell_is_removed_from_the_html():
+    assert setup_cell.TAGS == ["setup", "remove-cell"]
+
+
+def test_check_flags_a_setup_cell_without_the_remove_cell_tag(tmp_path):
+    assert setup_cell.stale(_notebook(tmp_path, ["setup"]))
+    assert not setup_cell.stale(_notebook(tmp_path, ["setup", "remove-cell"]))
+
+
+def test_write_adds_the_tags_to_an_existing_setup_cell(tmp_path):
+    path = _notebook(tmp_path, ["setup"])
+    setup_cell.write(path)
+    nb = nbformat.read(path, as_version=4)
+    assert len(nb.cells) == 1 and nb.cells[0].metadata["tags"] == ["setup", "remove-cell"]
+
+
+def test_merged_streams_leave_the_notebook_outputs_unchanged():
+    # print, a warning on stderr, print again: the page shows one stdout block, the notebook keeps three outputs.
+    outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="alpha\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: careful\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="beta\n"),
+    ]
+    before = [dict(o) for o in outputs]
+    merged = lmbook_sphinx.coalesce_streams_copy(outputs)
+    assert [(o["name"], o["text"]) for o in merged] == [
+        ("stdout", "alpha\nbeta\n"),
+        ("stderr", "UserWarning: careful\n"),
+    ]
+    assert [dict(o) for o in outputs] == before  # myst-nb's own merge would leave "alpha\nbeta\n" in outputs[0]
