@@ -1,9 +1,13 @@
 """Pick the compute device for a cell: CUDA, then Apple's MPS, then the CPU.
 
-Introduced in chapter 2; the GPU cells of chapters 7-9 rely on it.
+Introduced in chapter 2; the GPU cells of chapters 7-9 rely on it. :func:`autocast_dtype` picks the
+mixed-precision dtype of a training run and :func:`training_device` is the training loops' one rule for where
+they run.
 """
 
 from __future__ import annotations
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 
 
 def device(verbose: bool = True):
@@ -24,10 +28,42 @@ def device(verbose: bool = True):
     return dev
 
 
-def autocast_dtype(dev):
-    """The mixed-precision dtype for ``dev``: bfloat16 where supported, float16 on older GPUs, None on the CPU."""
+def autocast_dtype(dev, amp: str = "auto"):
+    """The mixed-precision dtype of a training run on ``dev``, or None for none (plain float32).
+
+    Args:
+        dev: a ``torch.device`` or name.
+        amp: ``"auto"``: bfloat16 on a GPU that supports it, float16 on an older GPU (the loop then needs a
+            gradient scaler, see :func:`lmbook.loop.make_scaler`), None on the CPU and Apple's GPU;
+            ``"bf16"`` or ``"fp16"``: that dtype whatever the device; ``"off"``: None.
+    """
     import torch
 
+    from lmbook.testing import check_choice
+
+    check_choice(amp, AMP_CHOICES, "amp")
+    dev = torch.device(dev)
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
     if dev.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def training_device(model, device=None):
+    """The book's one rule for where a training loop runs: ``device`` when given, else where ``model`` is.
+
+    Every loop (:func:`lmbook.training.fit_classifier`, :func:`lmbook.loop.train_lm`, :func:`lmbook.mlm.pretrain_mlm`,
+    :func:`lmbook.finetune.finetune`) follows it and moves the model there, so nothing moves behind the reader's
+    back: to train on a GPU, pass ``device=lmbook.device()`` or move the model first.
+    """
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

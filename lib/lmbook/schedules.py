@@ -105,6 +105,40 @@ def warmup_cosine(
     return cosine_decay(step - warmup_steps, base_lr, total_steps - warmup_steps, min_lr)
 
 
+def linear_warmup_decay(step: int, total: int, warmup: int, decay: str = "linear", min_factor: float = 0.0) -> float:
+    """The learning-rate *factor* of step ``step`` (0-based) of ``total``: a linear warm-up, then a decay.
+
+    This is the one warm-up schedule of the book's training loops (:mod:`lmbook.loop`); multiply by the peak
+    learning rate, or hand it to ``torch.optim.lr_scheduler.LambdaLR`` (which :func:`lmbook.loop.make_scheduler`
+    does).
+
+    - Warm-up: ``(step + 1) / warmup`` for the first ``warmup`` steps, rising to 1 at step ``warmup - 1``. No
+      training step gets a learning rate of 0, which would waste it (Hugging Face's
+      ``get_linear_schedule_with_warmup`` gives step 0 a rate of 0 and so peaks one step later).
+    - ``decay="linear"`` (BERT fine-tuning): ``(total - step) / (total - warmup)``, from 1 at step ``warmup``
+      down to ``1 / (total - warmup)`` at the last step, ``total - 1``; 0 from step ``total`` on.
+      ``min_factor`` must then be 0.
+    - ``decay="cosine"`` (pre-training, as GPT-2 and most language models): half a cosine from 1 at step
+      ``warmup`` down towards ``min_factor`` at step ``total``, and ``min_factor`` from then on.
+
+    Args:
+        step: >= 0. total: number of training steps, >= 1. warmup: warm-up steps, ``0 <= warmup < total``.
+        decay: ``"linear"`` or ``"cosine"``. min_factor: the floor of the cosine decay, in ``[0, 1]``.
+    """
+    _check_step(step)
+    if not 0 <= warmup < total:
+        raise ValueError(f"need 0 <= warmup < total, got warmup={warmup}, total={total}")
+    check_choice(decay, ("linear", "cosine"), "decay")
+    if not 0.0 <= min_factor <= 1.0 or (decay == "linear" and min_factor != 0.0):
+        raise ValueError(f"min_factor must be in [0, 1] (and 0 for the linear decay), got {min_factor}")
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "linear":
+        return max(0.0, (total - step) / (total - warmup))
+    progress = min(step - warmup, total - warmup) / (total - warmup)  # 0 at the peak, 1 at step `total`
+    return min_factor + (1.0 - min_factor) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+
 # The schedules by name, for :func:`lr_curve` and widgets.
 SCHEDULES: dict[str, Callable[..., float]] = {
     "constant": constant,

@@ -5,13 +5,17 @@ training by hand; from chapter 4 on the interesting questions are about *what* t
 the loop itself is written once, here, in PyTorch:
 
 - :func:`torch_mlp` builds ``Linear -> activation [-> Dropout] -> ... -> Linear`` with seeded initial weights;
-- :func:`fit_classifier` trains it with a ``torch.optim`` optimiser on mini-batches, measures the training and
-  validation loss and accuracy after every epoch, and can stop early and go back to the best epoch's weights;
+- :func:`fit_classifier` trains it (or any classifier) with a ``torch.optim`` optimiser on mini-batches,
+  measures the training and validation loss and accuracy after every epoch, and can stop early and go back to
+  the best epoch's weights;
 - :func:`predict_scores` and :func:`predict_labels` use the trained model, always in evaluation mode.
 
 One output unit means a binary classifier (one logit, sigmoid, binary cross-entropy); ``K >= 2`` output units
-mean ``K`` classes (logits, softmax, cross-entropy). Inputs are numpy arrays ``X`` of shape ``(N, C_in)`` and
-integer labels ``y`` of shape ``(N,)``. Everything is reproducible: the same ``seed`` gives the same initial
+mean ``K`` classes (logits, softmax, cross-entropy). Inputs are arrays ``X`` with the examples along the first
+axis, ``(N, C_in)`` for an MLP, ``(N, C, H, W)`` for a convolutional net, or a tuple such as padded token ids and
+their lengths for a recurrent net; labels ``y`` are integers of shape ``(N,)``. The optimiser, its weight-decay
+rule and the update step come from :mod:`lmbook.loop`, shared with the book's other loops. Everything is
+reproducible: the same ``seed`` gives the same initial
 weights, the same mini-batch order and the same dropout masks, and so the same history, number for number.
 Functions seed private copies of PyTorch's random state, so calling them leaves the global state untouched.
 """
@@ -26,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmbook.device import training_device
+from lmbook.loop import OPTIMIZERS, make_optimizer, optimizer_step
 from lmbook.regularisation import EarlyStopping
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
@@ -36,7 +42,6 @@ _ACTIVATIONS = {
     "sigmoid": torch.nn.Sigmoid,
     "identity": torch.nn.Identity,
 }
-_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 # ----- building a model ---------------------------------------------------------------------------------------
@@ -100,19 +105,44 @@ def _input_width(model: torch.nn.Module) -> int | None:
     return first.in_features if isinstance(first, torch.nn.Linear) else None
 
 
-def _as_inputs(X, model: torch.nn.Module, name: str) -> torch.Tensor:
-    """``X`` as a tensor of the model's dtype and device, after checking it is ``(N, C_in)`` and finite."""
+def _as_tensor(X, param: torch.Tensor, name: str, keep_integers: bool) -> torch.Tensor:
+    """One input array as a tensor on the model's device, after checking it is numeric, non-empty and finite.
+
+    Floating-point values take the model's dtype; integers (token ids, lengths) stay int64 when
+    ``keep_integers``, and become the model's dtype otherwise (pixel values stored as integers, say).
+    """
     X = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X)
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise TypeError(f"{name}: expected a numeric array, got dtype {X.dtype}")
-    width = _input_width(model)
-    check_shape(X, (None, width), name)
-    if len(X) == 0:
-        raise ValueError(f"{name}: expected at least one example, got shape {X.shape}")
+    if X.ndim == 0 or len(X) == 0:
+        raise ValueError(f"{name}: expected at least one example along the first axis, got shape {X.shape}")
+    if keep_integers and (np.issubdtype(X.dtype, np.integer) or X.dtype == bool):
+        return torch.as_tensor(X.astype(np.int64), device=param.device)
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{name} contains NaN or infinite values; clean or impute the data first")
-    param = _first_parameter(model)
     return torch.as_tensor(X.astype(np.float64), dtype=param.dtype, device=param.device)
+
+
+def _as_inputs(X, model: torch.nn.Module, name: str) -> tuple[torch.Tensor, ...]:
+    """``X`` as a tuple of tensors for ``model(*inputs)``, all with the same number of examples ``N``.
+
+    ``X`` is one array of any shape ``(N, ...)`` (features ``(N, C_in)``, images ``(N, C, H, W)``), or a
+    tuple (not a list) of arrays (padded token ids ``(N, T)`` and their lengths ``(N,)``, say). A model that
+    starts with a ``Linear`` layer must get ``(N, in_features)``.
+    """
+    param = _first_parameter(model)
+    if isinstance(X, tuple):  # several inputs; a list is one array, as for numpy
+        if not X:
+            raise ValueError(f"{name}: expected at least one input array, got an empty tuple")
+        inputs = tuple(_as_tensor(x, param, f"{name}[{i}]", keep_integers=True) for i, x in enumerate(X))
+        sizes = [len(x) for x in inputs]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"{name}: every input must have the same number of examples, got {sizes}")
+        return inputs
+    width = _input_width(model)
+    if width is not None:
+        check_shape(X, (None, width), name)
+    return (_as_tensor(X, param, name, keep_integers=False),)
 
 
 def _as_labels(y, n: int, num_outputs: int, name: str) -> np.ndarray:
@@ -144,12 +174,12 @@ def _as_labels(y, n: int, num_outputs: int, name: str) -> np.ndarray:
     return y
 
 
-def _num_outputs(model: torch.nn.Module, X: torch.Tensor) -> int:
+def _num_outputs(model: torch.nn.Module, X: tuple[torch.Tensor, ...]) -> int:
     """Number of output units, from one forward pass on one example in evaluation mode (no randomness used)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        out = model(X[:1])
+        out = model(*(x[:1] for x in X))
     model.train(was_training)
     if out.ndim != 2 or out.shape[1] < 1:
         raise ValueError(f"the model must return logits of shape (B, K), got {tuple(out.shape)} for one example")
@@ -173,13 +203,21 @@ def _labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
-def _evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+EVAL_CHUNK = 4096  # examples per forward pass when measuring; one pass for the book's small data sets
+
+
+def _logits(model: torch.nn.Module, X: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``model(*X)`` for all examples, in chunks of :data:`EVAL_CHUNK`, without tracking gradients."""
+    with torch.no_grad():
+        return torch.cat([model(*(x[i : i + EVAL_CHUNK] for x in X)) for i in range(0, len(X[0]), EVAL_CHUNK)])
+
+
+def _evaluate(model: torch.nn.Module, X: tuple[torch.Tensor, ...], y: torch.Tensor) -> tuple[float, float]:
     """Mean loss and accuracy on the whole of ``(X, y)``, in evaluation mode without tracking gradients."""
     model.eval()
-    with torch.no_grad():
-        logits = model(X)
-        loss = _loss(logits, y).item()
-        acc = (_labels_from_logits(logits) == y).double().mean().item()
+    logits = _logits(model, X)
+    loss = _loss(logits, y).item()
+    acc = (_labels_from_logits(logits) == y).double().mean().item()
     return float(loss), float(acc)
 
 
@@ -232,9 +270,11 @@ def fit_classifier(
     batch_size: int | None = 64,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    max_grad_norm: float | None = None,
     seed: int = 0,
     early_stopping: EarlyStopping | None = None,
     restore_best: bool = True,
+    device=None,
 ) -> History:
     """Train a classifier in place with mini-batch gradient descent and record its progress epoch by epoch.
 
@@ -244,22 +284,31 @@ def fit_classifier(
     data and, if given, all validation data; then it goes back to training mode for the next epoch.
 
     Args:
-        model: maps ``(B, C_in)`` inputs to ``(B, 1)`` or ``(B, K)`` logits, e.g. from :func:`torch_mlp`. Its
-            parameters are updated in place.
-        X_train: inputs, shape ``(N, C_in)``; converted to the model's dtype. y_train: integer labels, shape
-            ``(N,)``: 0 or 1 for one output unit, ``0 .. K - 1`` for ``K`` outputs.
-        X_val, y_val: optional validation data, shapes ``(N_val, C_in)`` and ``(N_val,)``; give both or neither.
+        model: maps a batch of inputs to ``(B, 1)`` or ``(B, K)`` logits, e.g. :func:`torch_mlp`, a convolutional
+            net or a recurrent one. Its parameters are updated in place.
+        X_train: inputs with the examples along the first axis: one array of any shape, ``(N, C_in)`` features
+            or ``(N, C, H, W)`` images, converted to the model's dtype and passed as ``model(X)``; or a tuple of
+            arrays (a ``tuple``) passed as ``model(*X)``, such as padded token ids ``(N, T)`` and their lengths
+            ``(N,)``, where integer arrays stay int64 (a model using ``pack_padded_sequence`` takes
+            ``lengths.cpu()``).
+        y_train: integer labels, shape ``(N,)``: 0 or 1 for one output unit, ``0 .. K - 1`` for ``K`` outputs.
+        X_val, y_val: optional validation data of the same kinds, ``N_val`` examples; give both or neither.
         epochs: the most epochs to train, >= 1. lr: the learning rate, > 0.
         batch_size: examples per step; None (or anything >= N) means full-batch gradient descent.
-        optimizer: ``"sgd"`` (plain, no momentum), ``"adam"`` or ``"adamw"``, the ``torch.optim`` classes.
-        weight_decay: passed to the optimiser, >= 0. For ``"sgd"`` and ``"adam"`` it adds ``weight_decay * w``
-            to every gradient (the L2 penalty of :func:`lmbook.regularisation.l2_grad`, biases included); for
-            ``"adamw"`` it shrinks the weights directly at each step (decoupled weight decay).
+        optimizer: ``"sgd"`` (plain, no momentum), ``"adam"`` or ``"adamw"``, the ``torch.optim`` classes
+            (:func:`lmbook.loop.make_optimizer`).
+        weight_decay: >= 0, for the weight matrices and kernels only, not the biases (the rule of
+            :func:`lmbook.loop.param_groups`). For ``"sgd"`` and ``"adam"`` it adds ``weight_decay * w`` to their
+            gradients (the L2 penalty of :func:`lmbook.regularisation.l2_grad`); for ``"adamw"`` it shrinks them
+            directly at each step (decoupled weight decay).
+        max_grad_norm: clip the total gradient norm of each step to this (recurrent nets need it); None: no
+            clipping.
         seed: seeds the mini-batch order and the dropout masks; the same seed gives the same history.
         early_stopping: a fresh :class:`lmbook.regularisation.EarlyStopping`; its ``step`` is called with each
             epoch's validation loss and training stops when it returns True. Needs validation data.
         restore_best: with ``early_stopping``, load back the weights of the epoch with the lowest validation
             loss when training ends (without ``early_stopping`` the model keeps its last weights).
+        device: where to train: :func:`lmbook.device.training_device`'s rule (None: where the model is).
 
     Returns:
         A :class:`History`. The model is left in evaluation mode, ready for :func:`predict_scores`.
@@ -270,9 +319,11 @@ def fit_classifier(
         raise ValueError(f"lr must be positive, got {lr}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (or None for the full batch), got {batch_size}")
-    check_choice(optimizer, _OPTIMIZERS, "optimizer")
+    check_choice(optimizer, OPTIMIZERS, "optimizer")
     if weight_decay < 0:
         raise ValueError(f"weight_decay must not be negative, got {weight_decay}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {max_grad_norm}")
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
     has_val = X_val is not None
@@ -282,33 +333,32 @@ def fit_classifier(
         if early_stopping.num_steps:
             raise ValueError("early_stopping has been used before; pass a fresh EarlyStopping for each training run")
 
-    param = _first_parameter(model)
-    Xt = _as_inputs(X_train, model, "X_train")
+    dev = training_device(model, device)
+    model.to(dev)
+    Xt = _as_inputs(X_train, model, "X_train")  # a tuple: model(*Xt)
     num_outputs = _num_outputs(model, Xt)
-    yt = torch.as_tensor(_as_labels(y_train, len(Xt), num_outputs, "y_train"), device=param.device)
+    n = len(Xt[0])
+    yt = torch.as_tensor(_as_labels(y_train, n, num_outputs, "y_train"), device=dev)
     if has_val:
         Xv = _as_inputs(X_val, model, "X_val")
-        yv = torch.as_tensor(_as_labels(y_val, len(Xv), num_outputs, "y_val"), device=param.device)
+        yv = torch.as_tensor(_as_labels(y_val, len(Xv[0]), num_outputs, "y_val"), device=dev)
 
-    n = len(Xt)
     batch = n if batch_size is None else min(int(batch_size), n)
-    opt = _OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
     order_rng = torch.Generator().manual_seed(seed)  # mini-batch order, on the CPU whatever the model's device
     train_loss, train_acc, val_loss, val_acc = [], [], [], []
     best_loss, best_epoch, best_state = math.inf, -1, None
     stopped_early = False
 
     # Dropout draws from PyTorch's global generator: seed a private copy of it for reproducible masks.
-    with private_seed(seed, devices=[param.device]):
+    with private_seed(seed, devices=[dev]):
         for epoch in range(epochs):
             model.train()
-            order = torch.randperm(n, generator=order_rng).to(param.device)
+            order = torch.randperm(n, generator=order_rng).to(dev)
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
-                opt.zero_grad()
-                loss = _loss(model(Xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
+                loss = _loss(model(*(x[idx] for x in Xt)), yt[idx])
+                optimizer_step(loss, model, opt, max_grad_norm=max_grad_norm)
 
             loss_value, acc_value = _evaluate(model, Xt, yt)
             train_loss.append(loss_value)
@@ -350,7 +400,7 @@ def predict_scores(model: torch.nn.Module, X) -> np.ndarray:
 
     Args:
         model: as for :func:`fit_classifier`. It is switched to evaluation mode and left there.
-        X: inputs, shape ``(N, C_in)``.
+        X: inputs as for :func:`fit_classifier`: one array ``(N, ...)``, or a tuple of arrays for ``model(*X)``.
 
     Returns:
         For one output unit, shape ``(N,)``: the probability of class 1 (sigmoid of the logit), the ``scores``
@@ -359,17 +409,17 @@ def predict_scores(model: torch.nn.Module, X) -> np.ndarray:
     """
     Xt = _as_inputs(X, model, "X")
     model.eval()
-    with torch.no_grad():
-        logits = model(Xt)
-    if logits.ndim != 2 or len(logits) != len(Xt):
-        raise ValueError(f"the model must return logits of shape (N, K) = ({len(Xt)}, K), got {tuple(logits.shape)}")
+    logits = _logits(model, Xt)
+    n = len(Xt[0])
+    if logits.ndim != 2 or len(logits) != n:
+        raise ValueError(f"the model must return logits of shape (N, K) = ({n}, K), got {tuple(logits.shape)}")
     probs = torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
     return probs.cpu().numpy()
 
 
 def predict_labels(model: torch.nn.Module, X) -> np.ndarray:
     """Predicted class labels, int64 of shape ``(N,)``: 1 where the probability is ``>= 0.5`` for one output unit,
-    the most probable class for ``K`` outputs. Evaluation mode, as :func:`predict_scores`. X: ``(N, C_in)``."""
+    the most probable class for ``K`` outputs. Evaluation mode, as :func:`predict_scores`; ``X`` as there."""
     scores = predict_scores(model, X)
     labels = (scores >= 0.5) if scores.ndim == 1 else scores.argmax(axis=1)
     return labels.astype(np.int64)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR, StepLR
+from torch.testing import assert_close
 
 from lmbook.optim import SGD
 from lmbook.schedules import (
@@ -13,6 +14,7 @@ from lmbook.schedules import (
     constant,
     cosine_decay,
     linear_warmup,
+    linear_warmup_decay,
     lr_curve,
     step_decay,
     warmup_cosine,
@@ -122,3 +124,31 @@ def test_bad_arguments_are_rejected(call, message):
 
 def test_cosine_decay_formula_at_a_quarter():
     assert cosine_decay(25, 1.0, 100) == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
+
+
+# ----- the training loops' schedule: linear warm-up, then a linear or cosine decay --------------------------
+
+
+def test_schedule_values_by_hand():
+    factors = [linear_warmup_decay(s, total=10, warmup=4) for s in range(11)]
+    assert_close(factors, [0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0])
+    assert [linear_warmup_decay(s, total=4, warmup=0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    # No training step is wasted with a learning rate of 0, and the peak is exactly 1.
+    for total, warmup in ((7, 1), (100, 10), (57, 6)):
+        f = np.array([linear_warmup_decay(s, total, warmup) for s in range(total)])
+        assert f.min() > 0 and f.max() == 1.0 and np.argmax(f) == max(warmup - 1, 0)
+    for bad in (dict(step=-1, total=10, warmup=2), dict(step=0, total=10, warmup=10), dict(step=0, total=0, warmup=0)):
+        with pytest.raises(ValueError):
+            linear_warmup_decay(**bad)
+
+
+def test_cosine_decay_after_the_warmup_by_hand():
+    f = [linear_warmup_decay(s, total=6, warmup=2, decay="cosine", min_factor=0.2) for s in range(8)]
+    # warm-up 1/2, 1; then 0.2 + 0.8 * (1 + cos(pi * k / 4)) / 2 for k = 0 .. 3; min_factor from step 6 on
+    expected = [0.5, 1.0] + [0.2 + 0.4 * (1 + math.cos(math.pi * k / 4)) for k in range(4)] + [0.2, 0.2]
+    assert_close(f, expected, rtol=1e-15, atol=0)
+    assert linear_warmup_decay(0, 1, 0, "cosine") == 1.0  # a run of one step trains at the peak rate
+    with pytest.raises(ValueError, match="decay"):
+        linear_warmup_decay(0, 10, 2, decay="step")
+    with pytest.raises(ValueError, match="min_factor"):
+        linear_warmup_decay(0, 10, 2, decay="linear", min_factor=0.1)

@@ -149,20 +149,23 @@ def test_one_full_batch_epoch_is_one_torch_optimiser_step(optimizer):
     reference = torch_mlp((10, 4, 1), seed=1)
     fit_classifier(model, X, y, epochs=1, lr=0.1, batch_size=None, optimizer=optimizer, weight_decay=0.3)
     opt_class = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
-    opt = opt_class(reference.parameters(), lr=0.1, weight_decay=0.3)
+    weights = [p for p in reference.parameters() if p.ndim == 2]  # decayed; the biases are not
+    biases = [p for p in reference.parameters() if p.ndim == 1]
+    opt = opt_class([{"params": weights, "weight_decay": 0.3}, {"params": biases, "weight_decay": 0.0}], lr=0.1)
     F.binary_cross_entropy_with_logits(reference(t(X))[:, 0], t(y)).backward()
     opt.step()
     for got, want in zip(model.parameters(), reference.parameters(), strict=True):
         assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 
-def test_sgd_weight_decay_is_l2_in_the_gradient():
+def test_sgd_weight_decay_is_l2_in_the_gradient_of_the_weights():
     X, y = noisy_problem(20)
     model, start = torch_mlp((10, 1), seed=2), torch_mlp((10, 1), seed=2)
     fit_classifier(model, X, y, epochs=1, lr=0.5, batch_size=None, optimizer="sgd", weight_decay=0.2)
     F.binary_cross_entropy_with_logits(start(t(X))[:, 0], t(y)).backward()
     for got, w in zip(model.parameters(), start.parameters(), strict=True):
-        assert_close(got.detach(), w.detach() - 0.5 * (w.grad + 0.2 * w.detach()), rtol=1e-12, atol=1e-14)
+        decay = 0.2 if w.ndim == 2 else 0.0  # the weights are decayed, the bias is not (lmbook.loop.param_groups)
+        assert_close(got.detach(), w.detach() - 0.5 * (w.grad + decay * w.detach()), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
@@ -319,3 +322,88 @@ def test_predict_checks_the_input_width():
         predict_scores(model, np.zeros((4, 3)))
     with pytest.raises(ShapeError):
         predict_labels(model, np.zeros(10))
+
+
+# ----- inputs of any shape: images, padded sequences with lengths -------------------------------------------
+
+
+def blobs_images(n, seed=0):
+    """(N, 1, 8, 8) images: class 1 has a bright 3x3 square in the top-left corner, class 0 in the bottom-right."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(0.0, 0.3, size=(n, 1, 8, 8))
+    for i, label in enumerate(y):
+        r = 1 if label else 4
+        X[i, 0, r : r + 3, r : r + 3] += 1.5
+    return X, y
+
+
+def tiny_conv_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 2),
+    ).double()  # fmt: skip
+
+
+def test_a_tiny_conv_net_learns_images():
+    X, y = blobs_images(200)
+    Xv, yv = blobs_images(100, seed=1)
+    model = tiny_conv_net()
+    history = fit_classifier(model, X, y, Xv, yv, epochs=5, lr=1e-2, batch_size=32, weight_decay=1e-3)
+    assert history.val_acc[-1] > 0.95 and history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert predict_scores(model, Xv).shape == (100, 2)
+    assert accuracy_score(yv, predict_labels(model, Xv)) == history.val_acc[-1]
+    again = fit_classifier(tiny_conv_net(), X, y, Xv, yv, epochs=5, lr=1e-2, batch_size=32, weight_decay=1e-3)
+    assert np.array_equal(history.val_loss, again.val_loss)  # reproducible, as for an MLP
+
+
+class LastStateGRU(torch.nn.Module):
+    """Embeds padded token ids, runs a GRU over the real tokens only, and classifies the last real state."""
+
+    def __init__(self, vocab_size=6, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embedding = torch.nn.Embedding(vocab_size, 8, padding_idx=0)
+        self.rnn = torch.nn.GRU(8, 16, batch_first=True)
+        self.head = torch.nn.Linear(16, 2)
+        self.lengths_seen = []
+
+    def forward(self, ids, lengths):  # (B, T) int64, (B,) int64 -> (B, 2)
+        self.lengths_seen.append(lengths)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, h = self.rnn(packed)  # h: (1, B, 16), the state after each sequence's last real token
+        return self.head(h[0])
+
+
+def padded_sequences(n, seed=0):
+    """Sequences of 2 .. 9 tokens from 1 .. 5, padded with 0 to length 9: class 1 when token 5 occurs."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 10, n)
+    ids = np.zeros((n, 9), dtype=np.int64)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, 5, length)
+        if rng.random() < 0.5:
+            ids[i, rng.integers(length)] = 5
+    return (ids, lengths), (ids == 5).any(axis=1).astype(np.int64)
+
+
+def test_a_tiny_gru_learns_padded_sequences_with_their_lengths():
+    X, y = padded_sequences(300)
+    Xv, yv = padded_sequences(100, seed=1)
+    model = LastStateGRU()
+    history = fit_classifier(model, X, y, Xv, yv, epochs=12, lr=2e-2, batch_size=32, max_grad_norm=1.0)
+    assert history.val_acc[-1] > 0.9, history
+    assert all(lengths.dtype == torch.int64 for lengths in model.lengths_seen)  # integers stay integers
+    # The padding is invisible: more padding changes no prediction.
+    ids, lengths = Xv
+    longer = np.concatenate([ids, np.zeros((len(ids), 4), dtype=np.int64)], axis=1)
+    assert_close(predict_scores(model, (longer, lengths)), predict_scores(model, Xv), rtol=1e-5, atol=1e-6)
+
+
+def test_tuple_inputs_must_agree_on_the_number_of_examples():
+    (ids, lengths), y = padded_sequences(20)
+    with pytest.raises(ValueError, match=r"same number of examples, got \[20, 19\]"):
+        fit_classifier(LastStateGRU(), (ids, lengths[:19]), y, epochs=1)
