@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbook.device import AMP_CHOICES, autocast_dtype, training_device
-from lmbook.loop import autocast, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step, threads
+from lmbook.loop import autocast, cpu_threads, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
 from lmbook.text import get_batch
@@ -224,7 +224,7 @@ def train_lm(
     log = TrainLog()
     running, since = 0.0, 0
     model.train()
-    with threads(config.threads), private_seed(config.seed, devices=[device]):  # dropout masks
+    with cpu_threads(config.threads), private_seed(config.seed, devices=[device]):  # dropout masks
         for step in range(config.steps):
             start = time.perf_counter()
             x, y = get_batch(train, config.batch_size, window, generator, device)  # (B, T) each

@@ -11,7 +11,7 @@ as a few small functions rather than a framework:
 - :func:`make_scheduler`: the one warm-up schedule, :func:`lmbook.schedules.linear_warmup_decay`;
 - :func:`make_scaler` and :func:`autocast`: mixed precision (dtype from :func:`lmbook.device.autocast_dtype`);
 - :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss;
-- :func:`threads`: a number of CPU threads for the length of a run.
+- :func:`cpu_threads`: a number of CPU threads for the length of a run.
 
 Where a loop runs is :func:`lmbook.device.training_device`'s one rule (the given device, else the model's), and
 its randomness comes from :func:`lmbook.seeding.private_seed`, so that a run with ``seed=...`` is reproducible
@@ -92,7 +92,7 @@ def make_optimizer(
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
-def warmup_steps(total: int, warmup_ratio: float) -> int:
+def num_warmup_steps(total: int, warmup_ratio: float) -> int:
     """The number of warm-up steps of a run of ``total`` steps: ``round(warmup_ratio * total)``, below ``total``."""
     if not 0.0 <= warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
@@ -109,11 +109,11 @@ def make_scheduler(
     """The learning rate of each step as :func:`lmbook.schedules.linear_warmup_decay` says, times the peak rate.
 
     Call its ``step()`` once after each optimiser step (:func:`optimizer_step` does). ``total`` steps in all, of
-    which :func:`warmup_steps` ``(total, warmup_ratio)`` warm up; ``decay`` and ``min_factor`` as there.
+    which :func:`num_warmup_steps` ``(total, warmup_ratio)`` warm up; ``decay`` and ``min_factor`` as there.
     """
     if total < 1:
         raise ValueError(f"total must be at least 1 step, got {total}")
-    warmup = warmup_steps(total, warmup_ratio)
+    warmup = num_warmup_steps(total, warmup_ratio)
     linear_warmup_decay(0, total, warmup, decay, min_factor)  # check the arguments now, not at the first step
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, total, warmup, decay, min_factor)
@@ -182,7 +182,7 @@ def optimizer_step(
 
 
 @contextlib.contextmanager
-def threads(n: int | None):
+def cpu_threads(n: int | None):
     """Run the block with ``n`` CPU threads for torch, restoring the previous number after; None changes nothing."""
     before = torch.get_num_threads()
     if n is not None:

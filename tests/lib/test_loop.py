@@ -9,13 +9,13 @@ from torch.testing import assert_close
 
 from lmbook.device import autocast_dtype, training_device
 from lmbook.loop import (
+    cpu_threads,
     make_optimizer,
     make_scaler,
     make_scheduler,
+    num_warmup_steps,
     optimizer_step,
     param_groups,
-    threads,
-    warmup_steps,
 )
 from lmbook.schedules import linear_warmup_decay
 
@@ -75,10 +75,10 @@ def test_scheduler_gives_linear_warmup_decay_times_the_peak():
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert warmup_steps(20, 0.2) == 4
+    assert num_warmup_steps(20, 0.2) == 4
     assert_close(seen, [0.5 * linear_warmup_decay(s, 20, 4, "cosine", 0.1) for s in range(20)])
     assert seen[0] == 0.5 / 4 and seen[3] == seen[4] == 0.5 and seen[-1] > 0.05
-    assert warmup_steps(3, 0.9) == 2  # always below the number of steps
+    assert num_warmup_steps(3, 0.9) == 2  # always below the number of steps
     with pytest.raises(ValueError, match="min_factor"):
         make_scheduler(opt, 10, 0.1, decay="linear", min_factor=0.5)
 
@@ -112,8 +112,8 @@ def test_amp_choices_and_the_device_rule():
 
 def test_threads_are_restored():
     before = torch.get_num_threads()
-    with threads(1):
+    with cpu_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads"), threads(0):
+    with pytest.raises(ValueError, match="threads"), cpu_threads(0):
         pass
