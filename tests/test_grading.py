@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from lmbook import grading
-from lmbook.grading import CheckFailed, TimeLimitExceeded
+from lmbook.grading import CheckFailed, TimeLimitExceeded, check_multiple_choice, check_numeric_answer
+from lmbook.grading.limits import _alarm_usable
 
 
 def failure(fn, *args, **kwargs) -> str:
@@ -34,7 +35,8 @@ def test_tests_dir_finds_the_shipped_tests_of_each_set():
     for name in sets:
         folder = pathlib.Path(grading.tests_dir(name))
         assert folder.is_dir() and sorted(p.name for p in folder.glob("q*.py"))
-        assert folder.is_relative_to(pathlib.Path(grading.__file__).parent)
+        # inside the installed lmbook package (lmbook/exercise_tests/<set>), so that Colab finds them too
+        assert folder.is_relative_to(pathlib.Path(grading.__file__).parents[1])
 
 
 def test_tests_dir_of_an_unknown_set_names_the_known_ones():
@@ -48,9 +50,7 @@ def test_tests_dir_of_an_unknown_set_names_the_known_ones():
 def test_describe():
     assert grading.describe_value(None) == "None"
     assert grading.describe_value(np.zeros((4, 3))) == "a float64 array of shape (4, 3)"
-    assert (
-        grading.describe_value(torch.zeros(2, dtype=torch.float32)) == "a torch float32 tensor of shape (2,)"
-    )
+    assert grading.describe_value(torch.zeros(2, dtype=torch.float32)) == "a torch float32 tensor of shape (2,)"
     assert grading.describe_value((1, 2, 3)) == "a tuple of 3 items"
     assert grading.describe_value({"W": 1}) == "a dict with keys 'W'"
     assert grading.describe_value(np.float64(2.5)) == "the number 2.5"
@@ -152,9 +152,7 @@ def test_assert_close_hints_at_sign_and_constant_factors():
     assert "wrong sign" in failure(grading.assert_close, -x, x)
     message = failure(grading.assert_close, x / 4, x)
     assert "0.25 times" in message and "axis of size 4" in message
-    assert "transpose" in failure(
-        grading.assert_close, np.arange(4.0).reshape(2, 2).T, np.arange(4.0).reshape(2, 2)
-    )
+    assert "transpose" in failure(grading.assert_close, np.arange(4.0).reshape(2, 2).T, np.arange(4.0).reshape(2, 2))
 
 
 def test_assert_close_gives_no_factor_hint_for_a_single_number_unless_the_sign_flipped():
@@ -164,18 +162,14 @@ def test_assert_close_gives_no_factor_hint_for_a_single_number_unless_the_sign_f
 
 def test_assert_close_recognises_a_known_mistake():
     x = np.array([1.0, 2.0])
-    message = failure(
-        grading.assert_close, x * 0 + 7, x, mistakes={"You returned sevens.": np.array([7.0, 7.0])}
-    )
+    message = failure(grading.assert_close, x * 0 + 7, x, mistakes={"You returned sevens.": np.array([7.0, 7.0])})
     assert "hint: You returned sevens." in message
 
 
 def test_assert_close_nan_and_dtype():
     x = np.array([1.0, 2.0, 3.0])
     assert "NaN" in failure(grading.assert_close, np.array([1.0, np.nan, 3.0]), x)
-    grading.assert_close(
-        np.array([1.0, np.nan]), np.array([1.0, np.nan])
-    )  # NaN where NaN is expected is fine
+    grading.assert_close(np.array([1.0, np.nan]), np.array([1.0, np.nan]))  # NaN where NaN is expected is fine
     assert "dtype is bool" in failure(grading.assert_close, np.array([True, False]), np.array([1.0, 0.0]))
     grading.assert_close(np.array([1, 0]), np.array([1.0, 0.0]), dtype=None)
     assert "float64" in failure(grading.assert_close, torch.ones(2), np.ones(2), dtype=torch.float64)
@@ -192,9 +186,7 @@ def test_assert_equal():
 
 def test_check_sequence_and_mapping():
     assert grading.assert_sequence((1, 2, 3), 3) == [1, 2, 3]
-    assert "3 items (dX, dW, db), but it has 2" in failure(
-        grading.assert_sequence, (1, 2), 3, items=("dX", "dW", "db")
-    )
+    assert "3 items (dX, dW, db), but it has 2" in failure(grading.assert_sequence, (1, 2), 3, items=("dX", "dW", "db"))
     assert "is None" in failure(grading.assert_sequence, None, 3)
     assert "a tuple of 3 items" in failure(grading.assert_sequence, np.zeros(3), 3)
     grading.assert_mapping({"W": 1, "b": 2}, ("W", "b"))
@@ -241,19 +233,13 @@ def test_assert_gradients_accepts_right_and_rejects_wrong_gradients(method):
     grading.assert_gradients(dense, inputs, right, upstream=dZ, method=method)
 
     wrong_axis = dict(right, b=dZ.sum(axis=1))
-    message = failure(
-        grading.assert_gradients, dense, inputs, wrong_axis, upstream=dZ, method=method, case="c"
-    )
+    message = failure(grading.assert_gradients, dense, inputs, wrong_axis, upstream=dZ, method=method, case="c")
     assert "the gradient db has the wrong shape: expected (2,), got (4,)" in message
     assert ("finite differences" if method == "finite" else "torch autograd") in message
 
     halved = dict(right, W=right["W"] / 4)
     message = failure(grading.assert_gradients, dense, inputs, halved, upstream=dZ, method=method)
-    assert (
-        "the gradient dW has wrong values" in message
-        and "largest error" in message
-        and "0.25 times" in message
-    )
+    assert "the gradient dW has wrong values" in message and "largest error" in message and "0.25 times" in message
 
     explained = failure(
         grading.assert_gradients,
@@ -266,9 +252,7 @@ def test_assert_gradients_accepts_right_and_rejects_wrong_gradients(method):
     )
     assert "hint: dW divided by B." in explained
 
-    assert "lacks the key(s) 'b'" in failure(
-        grading.assert_gradients, dense, inputs, {"X": 0, "W": 0}, upstream=dZ
-    )
+    assert "lacks the key(s) 'b'" in failure(grading.assert_gradients, dense, inputs, {"X": 0, "W": 0}, upstream=dZ)
 
 
 def test_assert_gradients_spots_results_in_the_wrong_order():
@@ -320,7 +304,8 @@ def test_run_with_timeout_stops_endless_loops(method, fn):
     start = time.perf_counter()
     with pytest.raises(TimeLimitExceeded, match="did not finish within 0.3 s"):
         grading.run_with_timeout(fn, seconds=0.3, method=method)
-    assert time.perf_counter() - start < 3.0
+    # The thread method may try for 2 s more (40 injections 50 ms apart); the margin is for a busy machine.
+    assert time.perf_counter() - start < 6.0
 
 
 def test_run_with_timeout_returns_results_and_propagates_exceptions():
@@ -359,7 +344,7 @@ def test_run_with_timeout_from_another_thread_falls_back_to_a_thread():
 def test_auto_does_not_take_over_a_foreign_alarm_handler():
     previous = signal.signal(signal.SIGALRM, lambda *_: None)
     try:
-        assert not grading._alarm_usable()
+        assert not _alarm_usable()
         with pytest.raises(TimeLimitExceeded):
             grading.run_with_timeout(endless, seconds=0.2)
     finally:
@@ -388,9 +373,7 @@ def test_call_answer_reports_an_exception_with_the_learners_line():
 def test_call_answer_explains_undefined_placeholder_and_non_callable():
     assert "is not defined" in failure(grading.call_answer, None, name="relu_prime")
     assert "placeholder" in failure(grading.call_answer, ..., name="relu_prime")
-    assert "should be a function, but it is the number 3" in failure(
-        grading.call_answer, 3, name="relu_prime"
-    )
+    assert "should be a function, but it is the number 3" in failure(grading.call_answer, 3, name="relu_prime")
 
 
 def test_call_answer_remembers_a_function_that_timed_out():
@@ -408,3 +391,89 @@ def test_call_answer_remembers_a_function_that_timed_out():
 
 def test_call_answer_returns_the_result():
     assert grading.call_answer(lambda x: x * 2, 21, name="double") == 42
+
+
+# ----- answers given as a number or as letters -------------------------------------------------------------
+
+
+def test_check_numeric_answer_accepts_the_value_within_the_tolerance():
+    check_numeric_answer(0.0513, 0.05129, name="q6_answer", example="1.2345", explain="", atol=5e-5)
+    check_numeric_answer("0.0513", 0.05129, name="q6_answer", example="1.2345", explain="", atol=5e-5)
+    check_numeric_answer(7087872, 7087872, name="q8_answer", example="1234567", explain="")
+    check_numeric_answer(7087872.0, 7087872, name="q8_answer", example="1234567", explain="")
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (None, ["q8_answer is not set yet", "q8_answer = 1234567"]),
+        (..., ["q8_answer is not set yet"]),
+        ("about 7 million", ["q8_answer should be a number such as 1234567", "'about 7 million'"]),
+        (True, ["should be a number"]),
+        (float("nan"), ["should be a number"]),
+        ([1, 2], ["should be a number"]),
+        (7087873, ["7087873 is not right. Count the parts."]),
+        (12 * 768 * 768, ["7077888 is not right. Count the parts. The weight matrices alone."]),
+    ],
+)
+def test_check_numeric_answer_messages(answer, words):
+    mistakes = [(12 * 768 * 768, "The weight matrices alone."), (12 * 768 * 768, "Never shown: the first match wins.")]
+    message = failure(
+        check_numeric_answer,
+        answer,
+        7087872,
+        name="q8_answer",
+        example="1234567",
+        explain="Count the parts.",
+        mistakes=mistakes,
+    )
+    for word in words:
+        assert word in message
+    assert "Never shown" not in message
+
+
+def test_check_numeric_answer_tolerance_applies_to_the_mistakes_too():
+    message = failure(
+        check_numeric_answer,
+        0.0223,
+        0.0513,
+        name="q",
+        example="1.2345",
+        explain="",
+        atol=5e-5,
+        mistakes=[(0.02228, "That is the base-10 logarithm.")],
+    )
+    assert message == "0.0223 is not right. That is the base-10 logarithm."
+
+
+WHY = {"a": "it leaks.", "b": "it does not leak.", "c": "it leaks too.", "d": "it does not leak either."}
+
+
+@pytest.mark.parametrize("answer", ["b", "B", "(b)", " b "])
+def test_check_multiple_choice_one_letter_accepts_its_spellings(answer):
+    check_multiple_choice(answer, "b", name="q6_answer", why=WHY)
+
+
+@pytest.mark.parametrize("answer", [{"a", "c"}, ["c", "a"], ("(a)", "C"), "ac", "a, c", frozenset("ac")])
+def test_check_multiple_choice_several_letters_accepts_its_spellings(answer):
+    check_multiple_choice(answer, {"a", "c"}, name="q6_answer", why=WHY)
+
+
+@pytest.mark.parametrize(
+    ("answer", "right", "words"),
+    [
+        (None, "b", ["q6_answer is not set yet", 'a letter, e.g. q6_answer = "a"']),
+        (None, {"a", "c"}, ['a set of letters, e.g. q6_answer = {"a", "b"}']),
+        ("a", "b", ["(a) is not right. it leaks."]),
+        ("e", "b", ["q6_answer should be one of 'a', 'b', 'c' or 'd'; got 'e'."]),
+        ({"a"}, {"a", "c"}, ["['a'] is not right.", "(c) should be chosen too: it leaks too."]),
+        ("a, b, c", {"a", "c"}, ["['a', 'b', 'c'] is not right.", "(b) should not be chosen: it does not leak."]),
+        ("the first and the third", {"a", "c"}, ["should be a set of letters from 'a' to 'd'"]),
+        (set(), {"a", "c"}, ["should be a set of letters"]),
+        (3, {"a", "c"}, ["should be a set of letters", "got 3"]),
+    ],
+)
+def test_check_multiple_choice_messages(answer, right, words):
+    message = failure(check_multiple_choice, answer, right, name="q6_answer", why=WHY)
+    for word in words:
+        assert word in message, message
