@@ -1,4 +1,4 @@
-"""Getting data ready for training: loading, splitting, standardising, cross-validation folds, augmentation.
+"""Getting data ready for training: loading, splitting, scaling, cleaning, cross-validation folds, augmentation.
 
 Introduced in chapter 4, Training well: data, overfitting, evaluation. The one rule behind most of this module:
 **anything learned from data is learned from the training split only.** That holds for the model's weights,
@@ -239,6 +239,241 @@ class Standardiser:
     def __repr__(self) -> str:
         state = "unfitted" if self.mean_ is None else f"{len(self.mean_)} features"
         return f"Standardiser({state})"
+
+
+class MinMaxScaler:
+    """Rescale every feature linearly so that its training minimum and maximum map to ``feature_range``.
+
+    ``transform(X) = lo + (X - data_min_) / data_range_ * (hi - lo)`` with ``(lo, hi) = feature_range``. The
+    training inputs then fill ``[lo, hi]`` exactly; new inputs can fall outside it. Because the scale rests on
+    two extreme values, one outlier squeezes all other values of its feature into a sliver of the range, which
+    :class:`Standardiser` (two averages) resists better. Fit on the training inputs only.
+
+    Attributes (set by :meth:`fit`):
+        data_min_, data_max_: per-feature minimum and maximum of the training inputs, shape ``(C,)``.
+        data_range_: ``data_max_ - data_min_``, shape ``(C,)``; a constant feature gets range 1, so it maps to
+            ``lo`` instead of dividing by 0.
+
+    Equivalent to ``sklearn.preprocessing.MinMaxScaler(feature_range)`` (without clipping).
+    """
+
+    def __init__(self, feature_range: tuple[float, float] = (0.0, 1.0)) -> None:
+        lo, hi = feature_range
+        if not lo < hi:
+            raise ValueError(f"feature_range must be (lo, hi) with lo < hi, got {feature_range}")
+        self.feature_range = (float(lo), float(hi))
+        self.data_min_: np.ndarray | None = None
+        self.data_max_: np.ndarray | None = None
+        self.data_range_: np.ndarray | None = None
+
+    def fit(self, X) -> MinMaxScaler:
+        """Learn ``data_min_``, ``data_max_`` and ``data_range_`` from ``X`` of shape ``(N, C)``; return ``self``."""
+        X = _finite_table(X, "MinMaxScaler")
+        self.data_min_, self.data_max_ = X.min(axis=0), X.max(axis=0)
+        span = self.data_max_ - self.data_min_
+        self.data_range_ = np.where(span == 0, 1.0, span)
+        return self
+
+    def _check_fitted(self, X) -> np.ndarray:
+        if self.data_min_ is None:
+            raise RuntimeError(
+                "this MinMaxScaler has not been fitted yet: call fit(X_train) first, on the training inputs only"
+            )
+        X = np.asarray(X, dtype=np.float64)
+        check_shape(X, (None, len(self.data_min_)), "X")
+        return X
+
+    def transform(self, X) -> np.ndarray:
+        """Rescale ``X`` of shape ``(N, C)`` with the fitted minimum and range; returns a new ``(N, C)`` array."""
+        X = self._check_fitted(X)
+        lo, hi = self.feature_range
+        return lo + (X - self.data_min_) / self.data_range_ * (hi - lo)
+
+    def fit_transform(self, X) -> np.ndarray:
+        """:meth:`fit` on ``X``, then :meth:`transform` it. Use on the training inputs only."""
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """Undo :meth:`transform`, shape ``(N, C)``."""
+        X = self._check_fitted(X)
+        lo, hi = self.feature_range
+        return (X - lo) / (hi - lo) * self.data_range_ + self.data_min_
+
+    def __repr__(self) -> str:
+        state = "unfitted" if self.data_min_ is None else f"{len(self.data_min_)} features"
+        return f"MinMaxScaler({state}, feature_range={self.feature_range})"
+
+
+def _finite_table(X, who: str) -> np.ndarray:
+    """``X`` as a float64 ``(N, C)`` array with ``N >= 1`` and no missing (NaN) or infinite values."""
+    X = np.asarray(X, dtype=np.float64)
+    check_shape(X, (None, None), "X")
+    if len(X) == 0:
+        raise ValueError(f"cannot fit a {who} on zero examples")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(
+            f"X has {int(np.sum(~np.isfinite(X)))} missing or infinite values: fill them in first (MedianImputer)"
+        )
+    return X
+
+
+# ----- cleaning: missing values, duplicates, outliers -------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DirtyTable:
+    """A clean table with the three common defects added on purpose, from :func:`make_dirty`.
+
+    Attributes:
+        X: the dirty inputs, float64, shape ``(N + n_duplicates, C)``, with NaN for missing values.
+        y: the labels, shape ``(N + n_duplicates,)``.
+        source_row: for each dirty row, the row of the clean table it came from, int64 ``(N + n_duplicates,)``;
+            a duplicate shares its original's number.
+        missing: True where a value was blanked out, bool ``(N + n_duplicates, C)``.
+        outliers: True where a value was corrupted into an outlier, bool ``(N + n_duplicates, C)``.
+        is_duplicate: True for the rows added as copies, bool ``(N + n_duplicates,)``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    source_row: np.ndarray
+    missing: np.ndarray
+    outliers: np.ndarray
+    is_duplicate: np.ndarray
+
+
+def make_dirty(
+    X, y, seed: int = 0, missing: float = 0.03, n_duplicates: int = 15, n_outliers: int = 6, factor: float = 1000.0
+) -> DirtyTable:
+    """Copy a clean table and add missing values, duplicated rows and outliers, reproducibly, recording where.
+
+    Real tables arrive with such defects; scikit-learn's bundled ones have been cleaned already. Adding them
+    ourselves lets a reader practise the repairs *and* check them against the truth.
+
+    Args:
+        X: clean inputs, shape ``(N, C)``. y: labels, shape ``(N,)``. seed: seeds every choice below.
+        missing: the share of cells blanked out to NaN, chosen uniformly at random (missing completely at
+            random), in ``[0, 1)``.
+        n_duplicates: rows copied once more and inserted at random places (as a record entered twice would be).
+        n_outliers: cells multiplied by ``factor``, as a value typed in the wrong unit would be; only non-zero,
+            non-missing cells of original rows are chosen, so every outlier really is one.
+
+    Returns:
+        A :class:`DirtyTable`. The duplicates are copied after blanking, so a copy has the same gaps as its
+        original: they are exact duplicates, as a record entered twice by a program would be.
+    """
+    X = np.array(X, dtype=np.float64)
+    y = np.asarray(y)
+    n, c = X.shape
+    check_shape(y, (n,), "y")
+    if not 0.0 <= missing < 1.0 or n_duplicates < 0 or n_outliers < 0:
+        raise ValueError(
+            f"need 0 <= missing < 1 and non-negative counts, got missing={missing}, "
+            f"n_duplicates={n_duplicates}, n_outliers={n_outliers}"
+        )
+    rng = np.random.default_rng(seed)
+    blank = rng.random((n, c)) < missing
+    outliers = np.zeros((n, c), dtype=bool)
+    candidates = np.flatnonzero(~blank & (X != 0))
+    outliers.flat[rng.choice(candidates, size=n_outliers, replace=False)] = True
+    X[outliers] *= factor
+    X[blank] = np.nan
+    copies = rng.choice(n, size=n_duplicates, replace=False)
+    source = np.concatenate([np.arange(n), copies])
+    order = rng.permutation(n + n_duplicates)  # copies end up anywhere, not all at the bottom
+    is_duplicate = np.concatenate([np.zeros(n, dtype=bool), np.ones(n_duplicates, dtype=bool)])
+    return DirtyTable(
+        X=X[source][order],
+        y=y[source][order],
+        source_row=source[order].astype(np.int64),
+        missing=blank[source][order],
+        outliers=np.concatenate([outliers, np.zeros((n_duplicates, c), dtype=bool)])[order],
+        is_duplicate=is_duplicate[order],
+    )
+
+
+def duplicate_rows(X) -> np.ndarray:
+    """True for every row that repeats an earlier row exactly (the first occurrence counts as the original).
+
+    Missing values (NaN) in the same places compare equal, as in ``pandas.DataFrame.duplicated()``, whose
+    result this equals. Remove duplicates *before* splitting: a copy in the training split and its twin in
+    the test split would let the model score on an example it has already seen.
+
+    Args:
+        X: shape ``(N, C)``. Returns: bool, shape ``(N,)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    check_shape(X, (None, None), "X")
+    # Compare rows by their bytes: exact, and NaN equals NaN. (+ 0.0 turns -0.0 into 0.0, which are equal values.)
+    rows = np.ascontiguousarray(X + 0.0).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
+    _, first = np.unique(rows, return_index=True)
+    repeated = np.ones(len(X), dtype=bool)
+    repeated[first] = False
+    return repeated
+
+
+def tukey_fences(X, k: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature bounds ``Q1 - k IQR`` and ``Q3 + k IQR`` outside which a value is flagged as an outlier.
+
+    ``Q1`` and ``Q3`` are the 25th and 75th percentiles and ``IQR = Q3 - Q1`` (Tukey, *Exploratory Data
+    Analysis*, 1977, who called values beyond ``k = 3`` "far out"). Quartiles, unlike the mean and standard
+    deviation, barely move when a few values are wild, so the outliers cannot hide themselves by inflating the
+    bounds. Missing values are ignored. Fit on the training split; a flagged value deserves a look, not
+    automatic deletion: it may be a data-entry error or a rare, real case.
+
+    Args:
+        X: shape ``(N, C)``, NaN allowed. k: the width of the fences in IQRs, > 0.
+
+    Returns:
+        low, high: shape ``(C,)`` each; flag with ``(X < low) | (X > high)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    check_shape(X, (None, None), "X")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    q1, q3 = np.nanpercentile(X, [25, 75], axis=0)
+    return q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+
+
+class MedianImputer:
+    """Fill in missing values (NaN) with each feature's median over the training inputs.
+
+    The median, not the mean, because it stays put when the column still contains outliers. Fit it on the
+    training split only: the filled-in values are learned from data like any other statistic. Equivalent to
+    ``sklearn.impute.SimpleImputer(strategy="median")``. Filling in hides the fact that a value was missing,
+    which can itself be informative; a 0/1 "was missing" column keeps it.
+
+    Attributes (set by :meth:`fit`): medians_: shape ``(C,)``.
+    """
+
+    def __init__(self) -> None:
+        self.medians_: np.ndarray | None = None
+
+    def fit(self, X) -> MedianImputer:
+        """Learn the per-feature medians of ``X`` of shape ``(N, C)``, ignoring NaN; return ``self``."""
+        X = np.asarray(X, dtype=np.float64)
+        check_shape(X, (None, None), "X")
+        empty = np.all(np.isnan(X), axis=0)
+        if len(X) == 0 or empty.any():
+            raise ValueError(
+                f"every feature needs at least one value to take a median of; empty: {np.flatnonzero(empty)}"
+            )
+        self.medians_ = np.nanmedian(X, axis=0)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """A copy of ``X`` (shape ``(N, C)``) with each NaN replaced by its feature's fitted median."""
+        if self.medians_ is None:
+            raise RuntimeError("this MedianImputer has not been fitted yet: call fit(X_train) first")
+        X = np.array(X, dtype=np.float64)
+        check_shape(X, (None, len(self.medians_)), "X")
+        rows, cols = np.nonzero(np.isnan(X))
+        X[rows, cols] = self.medians_[cols]
+        return X
+
+    def fit_transform(self, X) -> np.ndarray:
+        """:meth:`fit` on ``X``, then :meth:`transform` it. Use on the training inputs only."""
+        return self.fit(X).transform(X)
 
 
 # ----- augmentation -------------------------------------------------------------------------------------------
