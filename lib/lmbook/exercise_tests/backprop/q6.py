@@ -9,16 +9,7 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_concept(q6_answer):
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_multiple_choice
     why_not = {'a': "The loss is the cross-entropy of p = sigmoid(z), so the chain rule does pass through the sigmoid: dL/dz = dL/dp * sigmoid'(z).", 'c': '(sigmoid(z) - y) / B is the exact gradient, not an approximation: question 4 checks it against finite differences.', 'd': "A linear last layer means no activation sits between its inputs and z; but sigmoid'(z) = sigmoid(z) * (1 - sigmoid(z)) is at most 1/4, never 1."}
-    message = ''
-    answer = str(q6_answer).strip().strip('()').lower()
-    if q6_answer is None or q6_answer is Ellipsis:
-        message = 'q6_answer is not set yet: replace the ... with a letter, e.g. q6_answer = "a".'
-    elif answer not in ('a', 'b', 'c', 'd'):
-        message = f"q6_answer should be one of 'a', 'b', 'c' or 'd'; got {q6_answer!r}."
-    elif answer != 'b':
-        message = f'({answer}) is not right. {why_not[answer]}'
-    if message:
-        raise CheckFailed(message)
+    check_multiple_choice(q6_answer, 'b', name='q6_answer', why=why_not)
 

@@ -10,24 +10,8 @@ points = 1
 @test_case(points=None, hidden=False)
 def test_cross_entropy_by_hand(q6_answer):
     import math
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_numeric_answer
     exact = -math.log(0.95)
     hints = [(-math.log10(0.95), 'That is the base-10 logarithm; the cross-entropy uses the natural logarithm, ln (np.log in numpy).'), (math.log(0.95), 'The sign is wrong: the loss is minus the log-probability, so it is positive.'), (1 - 0.95, '1 - 0.95 is the probability given to the other classes, not the loss.'), (0.0612, '0.0612 is a figure that circulates for this example, but it is not -ln 0.95.'), (-math.log(0.9), 'That is the loss for probability 0.9; this example has 0.95.')]
-    message = ''
-    if q6_answer is None or q6_answer is Ellipsis:
-        message = 'q6_answer is not set yet: replace the ... with a number, e.g. q6_answer = 1.2345.'
-    else:
-        try:
-            value = float(q6_answer)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value):
-            message = f'q6_answer should be a number such as 1.2345; got {q6_answer!r}.'
-        elif abs(value - exact) > 5e-05:
-            message = f'{value!r} is not right. The loss of one example is minus the natural logarithm of the probability given to its true class, rounded here to 4 decimal places.'
-            for target, why in hints:
-                if abs(value - target) <= 5e-05:
-                    message += ' ' + why
-    if message:
-        raise CheckFailed(message)
+    check_numeric_answer(q6_answer, exact, name='q6_answer', example='1.2345', atol=5e-05, explain='The loss of one example is minus the natural logarithm of the probability given to its true class, rounded here to 4 decimal places.', mistakes=hints)
 

@@ -9,26 +9,8 @@ points = 2
 
 @test_case(points=None, hidden=False)
 def test_leakage(q6_answer):
-    import re
-    from lmbook.grading import CheckFailed
-    why = {'a': '(a) leaks: the mean and standard deviation are then computed with the test rows, so the test data shaped the preprocessing. Fit the standardiser on the training rows only.', 'b': '(b) does not leak the test set: choosing when to stop on the validation set is exactly what the validation set is for.', 'c': '(c) leaks: picking the model by its test accuracy makes the test set part of the model selection, so the reported accuracy is optimistic. Select on the validation set, then test once.', 'd': '(d) does not leak: augmentation changes only the training data.', 'e': '(e) does not leak: the mean image comes from the training set only, and the same transformation is applied to the other sets. That is the right way to do it.'}
+    from lmbook.grading import check_multiple_choice
+    why = {'a': 'it leaks: the mean and standard deviation are then computed with the test rows, so the test data shaped the preprocessing. Fit the standardiser on the training rows only.', 'b': 'it does not leak the test set: choosing when to stop on the validation set is exactly what the validation set is for.', 'c': 'it leaks: picking the model by its test accuracy makes the test set part of the model selection, so the reported accuracy is optimistic. Select on the validation set, then test once.', 'd': 'it does not leak: augmentation changes only the training data.', 'e': 'it does not leak: the mean image comes from the training set only, and the same transformation is applied to the other sets. That is the right way to do it.'}
     right = {'a', 'c'}
-    message = ''
-    if q6_answer is None or q6_answer is Ellipsis:
-        message = 'q6_answer is not set yet: replace the ... with a set of letters, e.g. q6_answer = {"b", "d"}.'
-    else:
-        if isinstance(q6_answer, str):
-            tokens = [t for t in re.split('[^a-z]+', q6_answer.lower()) if t]
-            chosen = set(tokens[0]) if len(tokens) == 1 else set(tokens)
-        elif isinstance(q6_answer, set | frozenset | list | tuple):
-            chosen = {str(x).strip().strip('()').lower() for x in q6_answer}
-        else:
-            chosen = None
-        if chosen is None or not chosen <= set(why):
-            message = f'q6_answer should be a set of letters from a to e, e.g. {{"b", "d"}}; got {q6_answer!r}.'
-        elif chosen != right:
-            wrong = sorted(chosen - right) + sorted(right - chosen)
-            message = 'Not quite. ' + ' '.join((why[letter] for letter in wrong))
-    if message:
-        raise CheckFailed(message)
+    check_multiple_choice(q6_answer, right, name='q6_answer', why=why)
 
