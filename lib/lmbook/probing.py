@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmbook.attention import attention_maps
 from lmbook.text import token_ids
-from lmbook.widgets.attention import attention_maps
 
 
 def parameter_group(name: str) -> str:

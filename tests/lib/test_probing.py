@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from lmbook.attention import attention_maps
 from lmbook.bert import BertConfig, BertModel, offline_model_path
 from lmbook.finetune import BertClassifier, predict_proba
 from lmbook.probing import attention_change, attention_share, parameter_group, relative_change, word_occlusion
-from lmbook.widgets import attention_maps
 from lmbook.wordpiece import WordPieceTokenizer
 
 TEXTS = ["a quiet, lovely film.", "the soup was cold."]

@@ -1,4 +1,4 @@
-"""Tests of chapter 7's widgets without a browser: attention_maps and encoding_pictures as pure functions, the
+"""Tests of chapter 7's widgets without a browser: encoding_pictures as a pure function, the
 widgets through .update(). Update latency is not asserted here (it depends on the machine's load)."""
 
 import warnings
@@ -6,17 +6,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from lmbook.attention import CausalSelfAttention, MultiHeadAttention
 from lmbook.gpt import GPT, GPTConfig
 from lmbook.positional import position_similarity, sinusoidal_encoding
 from lmbook.text import CharTokenizer
 from lmbook.widgets import (
     AttentionViewer,
     PositionalEncodingExplorer,
-    attention_maps,
-    attention_modules,
     encoding_pictures,
 )
 from tests.lib.widget_helpers import execute_with_widget_state, png_size
@@ -31,45 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model():
     return GPT(GPTConfig(TOKENIZER.vocab_size, context=32, d_model=16, n_layers=2, n_heads=4))
-
-
-# ----- attention_maps ----------------------------------------------------------------------------------------
-
-
-def test_attention_maps_of_a_gpt(model):
-    model.train()
-    ids = TOKENIZER.encode("the cat sat")
-    maps = attention_maps(model, ids)
-    assert sorted(maps) == [(layer, head) for layer in range(2) for head in range(4)]
-    for weights in maps.values():
-        assert weights.shape == (11, 11) and weights.dtype == np.float64
-        np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
-        assert np.all(np.triu(weights, 1) == 0)  # causal
-    # everything is put back: training mode, recording off, nothing kept
-    assert model.training
-    assert all(not m.record for m in attention_modules(model))
-    # the same weights as recording by hand
-    block = model.blocks[1].attn
-    block.record = True
-    model.eval()
-    with torch.no_grad():
-        model(torch.tensor([ids]))
-    block.record = False
-    np.testing.assert_allclose(maps[(1, 2)], block.last_weights[0, 2].double().numpy())
-    np.testing.assert_array_equal(maps[(0, 0)], attention_maps(model, torch.tensor(ids))[(0, 0)])
-
-
-def test_attention_maps_of_any_module_and_fused_models():
-    torch.manual_seed(0)
-    stack = nn.Sequential(CausalSelfAttention(8, 8), nn.ReLU(), MultiHeadAttention(8, 2))
-    maps = attention_maps(stack, torch.randn(3, 5, 8))  # float vectors pass through unchanged
-    assert sorted(maps) == [(0, 0), (1, 0), (1, 1)]
-    assert all(w.shape == (5, 5) for w in maps.values())
-    assert np.all(np.triu(maps[(0, 0)], 1) == 0) and not np.all(np.triu(maps[(1, 0)], 1) == 0)
-    fused = GPT(GPTConfig(10, context=8, d_model=8, n_layers=1, n_heads=2, fused_attention=True))
-    assert sorted(attention_maps(fused, [1, 2, 3])) == [(0, 0), (0, 1)]
-    with pytest.raises(ValueError, match="no lmbook attention module"):
-        attention_maps(nn.Linear(3, 3), torch.zeros(1, 3))
 
 
 # ----- AttentionViewer ---------------------------------------------------------------------------------------

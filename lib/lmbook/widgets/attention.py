@@ -1,7 +1,7 @@
 """Looking inside attention: heat maps of attention weights, and the sinusoidal position encoding (chapter 7).
 
-The callbacks draw nothing. :func:`attention_maps` runs a model once with recording switched on in each of its
-attention modules and returns every head's ``(T, T)`` weights; :func:`encoding_pictures` computes a position
+The callbacks draw nothing. :func:`lmbook.attention.attention_maps` runs a model once with recording switched on in
+each of its attention modules and returns every head's ``(T, T)`` weights; :func:`encoding_pictures` computes a position
 encoding and the similarity of its positions. :class:`AttentionViewer` shows one head's weights for a text
 typed into a box, with the characters along both axes; :class:`PositionalEncodingExplorer` shows the encoding
 matrix next to its position-by-position similarity.
@@ -21,80 +21,15 @@ from matplotlib.transforms import blended_transform_factory
 from torch import nn
 
 from lmbook import plotting
-from lmbook.attention import MultiHeadAttention, SelfAttention
+from lmbook.attention import attention_maps
 from lmbook.positional import position_similarity, sinusoidal_encoding
 from lmbook.text import token_ids
 from lmbook.widgets.base import WIDGET_DPI, FigureImage, InteractiveWidget
 from lmbook.widgets.blitting import BlitFigureImage
 
-_ATTENTION_TYPES = (SelfAttention, MultiHeadAttention)
 _VISIBLE = {" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192"}  # space as a middle dot, newline as a return arrow
 _T_RANGE = (2, 256)
 _C_RANGE = (2, 256)
-
-
-def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The lmbook attention modules (:class:`SelfAttention`, :class:`MultiHeadAttention`) of ``model``, in order."""
-    return [m for m in model.modules() if isinstance(m, _ATTENTION_TYPES)]
-
-
-def _as_model_input(tokens) -> torch.Tensor:
-    """Token ids as a ``(1, T)`` batch; any other tensor (e.g. ``(B, T, C)`` vectors) is passed on unchanged."""
-    if isinstance(tokens, torch.Tensor):
-        if tokens.dim() == 1 and not tokens.is_floating_point():
-            return tokens[None, :]  # (T,) -> (1, T)
-        return tokens
-    return torch.as_tensor(list(tokens), dtype=torch.long)[None, :]  # list of ids -> (1, T)
-
-
-@torch.no_grad()
-def attention_maps(model: nn.Module, tokens) -> dict[tuple[int, int], np.ndarray]:
-    """Every head's attention weights for one input: ``{(layer, head): weights of shape (T, T)}``.
-
-    Works for any ``nn.Module`` that contains lmbook attention modules: each :class:`SelfAttention` or
-    :class:`MultiHeadAttention` found by ``model.modules()`` is one layer, numbered in that order. Recording is
-    switched on for the one forward pass (in evaluation mode, without gradients) and everything is put back as
-    it was afterwards.
-
-    Args:
-        model: the model, e.g. a :class:`lmbook.gpt.GPT`.
-        tokens: the input of the first sequence: token ids as a list or a ``(T,)`` tensor (made a batch of
-            one), or any tensor the model accepts, e.g. ``(B, T, C)`` vectors for a bare attention module.
-
-    Returns:
-        Row ``i`` of ``maps[(layer, head)]`` holds how much position ``i`` attends to each position (it sums
-        to 1); the weights of the first sequence of the batch, as float64 numpy arrays.
-    """
-    modules = attention_modules(model)
-    if not modules:
-        name = type(model).__name__
-        raise ValueError(f"{name} contains no lmbook attention module (SelfAttention, MultiHeadAttention)")
-    x = _as_model_input(tokens)
-    try:
-        x = x.to(next(model.parameters()).device)
-    except StopIteration:
-        pass
-    was_training = model.training
-    previous = [m.record for m in modules]
-    maps: dict[tuple[int, int], np.ndarray] = {}
-    try:
-        model.eval()
-        for m in modules:
-            m.record = True
-            m.last_weights = None
-        model(x)
-        for layer, m in enumerate(modules):
-            if m.last_weights is None:
-                continue  # a module the forward pass did not use
-            w = m.last_weights[0].double().cpu().numpy()  # (H, T, T) or (T, T) for a single head
-            heads = w[None] if w.ndim == 2 else w
-            for head, weights in enumerate(heads):
-                maps[(layer, head)] = weights
-    finally:
-        model.train(was_training)
-        for m, rec in zip(modules, previous, strict=True):
-            m.record = rec
-    return maps
 
 
 def _positions(model: nn.Module) -> int | None:
