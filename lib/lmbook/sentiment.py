@@ -28,7 +28,7 @@ from importlib import resources
 
 import numpy as np
 
-from lmbook.hub import hub_unavailable, offline_mode
+from lmbook.hub import DEFAULT_TIMEOUT, hub_unavailable, offline_mode
 from lmbook.testing import check_choice
 
 SPLITS = ("train", "val", "test")
@@ -108,7 +108,7 @@ def _fallback(reason: str) -> SentimentData:
 
 
 def load_sst2(
-    timeout: float = 10.0, val_size: int = 1000, max_train: int | None = None, seed: int = 0
+    timeout: float = DEFAULT_TIMEOUT, val_size: int = 1000, max_train: int | None = None, seed: int = 0
 ) -> SentimentData:
     """SST-2 from the Hugging Face hub when possible, else the book's sentences (with a message saying why).
 
