@@ -357,7 +357,7 @@ def bench_attention(quick: bool) -> dict:
         peak = _peak_tflops(device_name) if dev.type == "cuda" else None
         runs.append({
             "size": name, "device": device_name, "parameters": params, "steps": steps, "batch": batch,
-            "context": config.context, "seconds": log.seconds, "tokens_per_second": log.tokens_per_second,
+            "context": config.max_len, "seconds": log.seconds, "tokens_per_second": log.tokens_per_second,
             "val_loss": log.val_loss[-1], "achieved_tflops": achieved / 1e12,
             "mfu": achieved / (peak * 1e12) if peak else None,
         })  # fmt: skip

@@ -142,31 +142,31 @@ class SelfAttention(nn.Module):
     """One attention head: queries, keys and values are three learned linear maps of the same tokens.
 
     Args:
-        C: width of the input tokens.
-        D: head size, the width of queries, keys, values and of the output; ``C`` by default.
+        d_model: width ``C`` of the input tokens.
+        d_head: head size ``D``, the width of queries, keys, values and of the output; ``d_model`` by default.
         bias: whether the three projections have biases (none by default: ``Q = X W_q``, as in the chapter).
 
     Attributes:
-        W_q, W_k, W_v: ``nn.Linear(C, D)`` each.
+        W_q, W_k, W_v: ``nn.Linear(C, D)`` each. d_model, d_head: the sizes ``C`` and ``D``.
         record: set to True to keep the attention weights of every forward pass in ``last_weights``.
         last_weights: the latest attention weights, shape ``(B, T, T)`` (detached), or None.
     """
 
     causal = False
 
-    def __init__(self, C: int, D: int | None = None, *, bias: bool = False) -> None:
+    def __init__(self, d_model: int, d_head: int | None = None, *, bias: bool = False) -> None:
         super().__init__()
-        D = C if D is None else D
-        self.C, self.D = C, D
-        self.W_q = nn.Linear(C, D, bias=bias)
-        self.W_k = nn.Linear(C, D, bias=bias)
-        self.W_v = nn.Linear(C, D, bias=bias)
+        d_head = d_model if d_head is None else d_head
+        self.d_model, self.d_head = d_model, d_head
+        self.W_q = nn.Linear(d_model, d_head, bias=bias)
+        self.W_k = nn.Linear(d_model, d_head, bias=bias)
+        self.W_v = nn.Linear(d_model, d_head, bias=bias)
         self.record = False
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` of shape ``(B, T, C)`` -> ``(B, T, D)``; ``mask`` broadcastable to ``(B, T, T)`` (True = attend)."""
-        B, T, _ = check_shape(x, ("B", "T", self.C), "x").shape
+        B, T, _ = check_shape(x, ("B", "T", self.d_model), "x").shape
         q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, T, C) -> (B, T, D) each
         if self.causal:
             mask = combine_masks(causal_mask(T, x.device), mask)  # (T, T), or combined with the caller's mask
@@ -204,7 +204,7 @@ class MultiHeadAttention(nn.Module):
     and mixed by ``W_o``. It costs the same as one head of width ``C`` but lets each head attend differently.
 
     Args:
-        C: model width. H: number of heads (must divide ``C``).
+        d_model: model width ``C``. n_heads: number of heads ``H`` (must divide ``d_model``).
         causal: apply a causal mask (a decoder, such as GPT) or not (an encoder, such as BERT).
         bias: biases in the four projections.
         dropout: dropout on the attention weights while training (as ``nn.MultiheadAttention``).
@@ -213,34 +213,40 @@ class MultiHeadAttention(nn.Module):
             weights are only available from the from-scratch path, so recording always uses it.
 
     Attributes:
-        W_q, W_k, W_v, W_o: ``nn.Linear(C, C)`` each.
+        W_q, W_k, W_v, W_o: ``nn.Linear(C, C)`` each. d_model, n_heads, d_head: the sizes ``C``, ``H`` and ``D``.
         record, last_weights: as in :class:`SelfAttention`; ``last_weights`` has shape ``(B, H, T, T)``.
     """
 
     def __init__(
-        self, C: int, H: int, causal: bool = False, bias: bool = True, dropout: float = 0.0, fused: bool = False
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool = False,
+        bias: bool = True,
+        dropout: float = 0.0,
+        fused: bool = False,
     ) -> None:
         super().__init__()
-        if C % H:
-            raise ValueError(f"the width C={C} must be divisible by the number of heads H={H}")
-        self.C, self.H, self.D = C, H, C // H
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.causal, self.dropout, self.fused = causal, dropout, fused
-        self.W_q = nn.Linear(C, C, bias=bias)
-        self.W_k = nn.Linear(C, C, bias=bias)
-        self.W_v = nn.Linear(C, C, bias=bias)
-        self.W_o = nn.Linear(C, C, bias=bias)
+        self.W_q = nn.Linear(d_model, d_model, bias=bias)
+        self.W_k = nn.Linear(d_model, d_model, bias=bias)
+        self.W_v = nn.Linear(d_model, d_model, bias=bias)
+        self.W_o = nn.Linear(d_model, d_model, bias=bias)
         self.record = False
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` of shape ``(B, T, C)`` -> ``(B, T, C)``; ``mask`` broadcastable to ``(B, H, T, T)`` (True = attend)."""
-        B, T, _ = check_shape(x, ("B", "T", self.C), "x").shape
-        q = split_heads(self.W_q(x), self.H)  # (B, T, C) -> (B, H, T, D)
-        k = split_heads(self.W_k(x), self.H)  # (B, T, C) -> (B, H, T, D)
-        v = split_heads(self.W_v(x), self.H)  # (B, T, C) -> (B, H, T, D)
+        B, T, _ = check_shape(x, ("B", "T", self.d_model), "x").shape
+        q = split_heads(self.W_q(x), self.n_heads)  # (B, T, C) -> (B, H, T, D)
+        k = split_heads(self.W_k(x), self.n_heads)  # (B, T, C) -> (B, H, T, D)
+        v = split_heads(self.W_v(x), self.n_heads)  # (B, T, C) -> (B, H, T, D)
         p = self.dropout if self.training else 0.0
         if mask is not None:
-            _check_mask(mask, torch.Size((B, self.H, T, T)))
+            _check_mask(mask, torch.Size((B, self.n_heads, T, T)))
         if self.fused and not self.record:
             is_causal = self.causal and mask is None
             if self.causal and mask is not None:
@@ -256,15 +262,15 @@ class MultiHeadAttention(nn.Module):
 
     @torch.no_grad()
     def load_from_torch(self, mha: nn.MultiheadAttention) -> MultiHeadAttention:
-        """Copy the weights of a ``torch.nn.MultiheadAttention`` (same ``C`` and ``H``) into this module.
+        """Copy the weights of a ``torch.nn.MultiheadAttention`` (same ``d_model`` and ``n_heads``) into this module.
 
         After loading, ``self(x)`` equals ``mha(x, x, x)[0]`` for ``batch_first=True`` and the same mask. Returns
         ``self``. The torch module stores the three input projections stacked in one ``(3C, C)`` matrix
         ``in_proj_weight`` (rows: queries, then keys, then values) and one ``(3C,)`` bias.
         """
-        C = self.C
-        if mha.embed_dim != C or mha.num_heads != self.H:
-            raise ValueError(f"need embed_dim={C}, num_heads={self.H}; got {mha.embed_dim}, {mha.num_heads}")
+        C = self.d_model
+        if mha.embed_dim != C or mha.num_heads != self.n_heads:
+            raise ValueError(f"need embed_dim={C}, num_heads={self.n_heads}; got {mha.embed_dim}, {mha.num_heads}")
         if not mha._qkv_same_embed_dim:
             raise ValueError("only nn.MultiheadAttention without kdim/vdim (one stacked in_proj_weight) is supported")
         if (mha.in_proj_bias is None) != (self.W_q.bias is None):

@@ -44,18 +44,18 @@ from lmbook.hub import (  # noqa: F401 (hub_model_path: lmbook.bert.hub_model_pa
 from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
-from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig
+from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig, check_sizes
 from lmbook.wordpiece import WordPieceTokenizer
 
 
 @dataclass(frozen=True)
 class BertConfig:
-    """The size of a :class:`BertModel` (Hugging Face's names in brackets).
+    """The size of a :class:`BertModel`, in the names every config of the book uses (Hugging Face's in brackets).
 
     Attributes:
-        vocab_size: ``V`` (vocab_size). hidden: width ``C`` (hidden_size). layers: blocks ``L``
-            (num_hidden_layers). heads: ``H`` (num_attention_heads). intermediate: feed-forward width
-            (intermediate_size, ``4 C`` in BERT). max_position: number of learned positions
+        vocab_size: ``V`` (vocab_size). d_model: width ``C`` (hidden_size). n_layers: blocks ``L``
+            (num_hidden_layers). n_heads: ``H`` (num_attention_heads). d_ff: feed-forward width
+            (intermediate_size, ``4 C`` in BERT). max_len: number of learned positions
             (max_position_embeddings). type_vocab_size: number of segments (2: sentence A and B).
         eps: the layer norms' epsilon (layer_norm_eps). dropout: on embeddings, attention weights and branch
             outputs while training (hidden_dropout_prob). pad_id: the id of ``[PAD]`` (pad_token_id).
@@ -63,11 +63,11 @@ class BertConfig:
     """
 
     vocab_size: int
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    max_position: int = 512
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    max_len: int = 512
     type_vocab_size: int = 2
     eps: float = 1e-12
     dropout: float = 0.1
@@ -75,14 +75,11 @@ class BertConfig:
     fused_attention: bool = False
 
     def __post_init__(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_sizes(self)
 
     @classmethod
     def from_json(cls, path) -> BertConfig:
-        """Read a Hugging Face ``config.json`` (a file, or a folder containing one)."""
+        """Read a Hugging Face ``config.json`` (a file, or a folder containing one); its names map to ours."""
         path = pathlib.Path(path)
         if path.is_dir():
             path = path / "config.json"
@@ -93,11 +90,11 @@ class BertConfig:
             raise ValueError(f"{path}: only absolute (learned) position embeddings are supported")
         return cls(
             vocab_size=d["vocab_size"],
-            hidden=d["hidden_size"],
-            layers=d["num_hidden_layers"],
-            heads=d["num_attention_heads"],
-            intermediate=d["intermediate_size"],
-            max_position=d.get("max_position_embeddings", 512),
+            d_model=d["hidden_size"],
+            n_layers=d["num_hidden_layers"],
+            n_heads=d["num_attention_heads"],
+            d_ff=d["intermediate_size"],
+            max_len=d.get("max_position_embeddings", 512),
             type_vocab_size=d.get("type_vocab_size", 2),
             eps=d.get("layer_norm_eps", 1e-12),
             dropout=d.get("hidden_dropout_prob", 0.1),
@@ -107,19 +104,19 @@ class BertConfig:
     @classmethod
     def tiny(cls, vocab_size: int = 30522, **overrides) -> BertConfig:
         """A BERT small enough to pre-train on a CPU for a few seconds: ``C = 64``, 2 layers, 4 heads, 128 positions."""
-        base = cls(vocab_size, hidden=64, layers=2, heads=4, intermediate=256, max_position=128, dropout=0.1)
+        base = cls(vocab_size, d_model=64, n_layers=2, n_heads=4, d_ff=256, max_len=128, dropout=0.1)
         return replace(base, **overrides)
 
     @classmethod
     def base(cls, **overrides) -> BertConfig:
         """BERT-base's shape (uncased vocabulary): ``L = 12``, ``C = 768``, ``H = 12``, about 110M parameters."""
-        return replace(cls(30522, hidden=768, layers=12, heads=12, intermediate=3072), **overrides)
+        return replace(cls(30522, d_model=768, n_layers=12, n_heads=12, d_ff=3072), **overrides)
 
     def transformer_config(self) -> TransformerConfig:
         """The same shape as a :class:`lmbook.transformer.TransformerConfig`, for ``count_parameters(..., "bert")``."""
         return TransformerConfig(
-            self.vocab_size, self.max_position, self.hidden, self.layers, self.heads,
-            d_ff=self.intermediate, type_vocab_size=self.type_vocab_size,
+            self.vocab_size, self.max_len, self.d_model, self.n_layers, self.n_heads,
+            d_ff=self.d_ff, type_vocab_size=self.type_vocab_size,
         )  # fmt: skip
 
 
@@ -134,10 +131,10 @@ class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         c = config
-        self.token = nn.Embedding(c.vocab_size, c.hidden)
-        self.position = LearnedPositionalEmbedding(c.max_position, c.hidden)
-        self.segment = nn.Embedding(c.type_vocab_size, c.hidden)
-        self.ln = LayerNorm(c.hidden, c.eps)
+        self.token = nn.Embedding(c.vocab_size, c.d_model)
+        self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
+        self.segment = nn.Embedding(c.type_vocab_size, c.d_model)
+        self.ln = LayerNorm(c.d_model, c.eps)
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -162,9 +159,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         c = config
         self.blocks = nn.ModuleList(
-            TransformerBlock(c.hidden, c.heads, causal=False, pre_ln=False, dropout=c.dropout, d_ff=c.intermediate,
+            TransformerBlock(c.d_model, c.n_heads, causal=False, pre_ln=False, dropout=c.dropout, d_ff=c.d_ff,
                              fused=c.fused_attention, eps=c.eps)
-            for _ in range(c.layers)
+            for _ in range(c.n_layers)
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, all_layers: bool = False):
@@ -201,7 +198,7 @@ class BertModel(nn.Module):
     def _build(self) -> None:
         self.embeddings = BertEmbeddings(self.config)
         self.encoder = BertEncoder(self.config)
-        self.pooler = nn.Linear(self.config.hidden, self.config.hidden)
+        self.pooler = nn.Linear(self.config.d_model, self.config.d_model)
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear | nn.Embedding):
@@ -266,7 +263,7 @@ class BertModel(nn.Module):
 
 # Checkpoint entries that are deliberately not loaded into a BertModel, with the reason:
 DOCUMENTED_UNUSED: dict[str, str] = {
-    r"embeddings\.position_ids": "a buffer holding 0, 1, ..., max_position - 1; not a weight",
+    r"embeddings\.position_ids": "a buffer holding 0, 1, ..., max_len - 1; not a weight",
     r"cls\.seq_relationship\..*": "the next-sentence-prediction head of pre-training",
     r"cls\.predictions\..*": "the masked-language-model head (lmbook.mlm.BertForMaskedLM loads it)",
     r"cls\.predictions\.decoder\.weight": "the MLM output layer, tied to (equal to) the word embeddings",
@@ -274,8 +271,8 @@ DOCUMENTED_UNUSED: dict[str, str] = {
 }
 
 
-def bert_name_map(layers: int, prefix: str = "", hf_prefix: str = "") -> dict[str, str]:
-    """``{our parameter name: Hugging Face name}`` for a BERT encoder with ``layers`` blocks.
+def bert_name_map(n_layers: int, prefix: str = "", hf_prefix: str = "") -> dict[str, str]:
+    """``{our parameter name: Hugging Face name}`` for a BERT encoder with ``n_layers`` blocks.
 
     No weight needs a transpose: Hugging Face's BERT stores every dense layer as an ``nn.Linear``, whose weight
     is ``(out_features, in_features)`` exactly like ours (``query.weight`` is ``(C, C)``, ``intermediate.dense``
@@ -285,14 +282,14 @@ def bert_name_map(layers: int, prefix: str = "", hf_prefix: str = "") -> dict[st
     """
     m = {
         "embeddings.token.weight": "embeddings.word_embeddings.weight",  # (V, C)
-        "embeddings.position.embedding.weight": "embeddings.position_embeddings.weight",  # (max_position, C)
+        "embeddings.position.embedding.weight": "embeddings.position_embeddings.weight",  # (max_len, C)
         "embeddings.segment.weight": "embeddings.token_type_embeddings.weight",  # (type_vocab_size, C)
         "embeddings.ln.weight": "embeddings.LayerNorm.weight",
         "embeddings.ln.bias": "embeddings.LayerNorm.bias",
         "pooler.weight": "pooler.dense.weight",  # (C, C), (out, in) in both
         "pooler.bias": "pooler.dense.bias",
     }
-    for i in range(layers):
+    for i in range(n_layers):
         ours, hf = f"encoder.blocks.{i}.", f"encoder.layer.{i}."
         for p in ("weight", "bias"):
             m[ours + f"attn.W_q.{p}"] = hf + f"attention.self.query.{p}"  # (C, C): no transpose
@@ -341,7 +338,7 @@ def load_hf_weights(model: nn.Module, state_dict_or_path, strict: bool = True) -
         A :class:`LoadReport`.
     """
     if isinstance(model, BertModel):
-        name_map, prefix = bert_name_map(model.config.layers), ""
+        name_map, prefix = bert_name_map(model.config.n_layers), ""
     elif hasattr(model, "hf_name_map"):
         name_map, prefix = model.hf_name_map(), getattr(model, "hf_prefix", "")
     else:

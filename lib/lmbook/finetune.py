@@ -70,9 +70,10 @@ def _encoder_outputs(bert: nn.Module, input_ids, token_type_ids, attention_mask)
     return out.last_hidden_state, out.pooler_output
 
 
-def _hidden_size(bert: nn.Module) -> int:
+def _d_model(bert: nn.Module) -> int:
+    """The width ``C`` of lmbook's BertModel (``config.d_model``) or of Hugging Face's (``config.hidden_size``)."""
     config = bert.config
-    return int(config.hidden if hasattr(config, "hidden") else config.hidden_size)
+    return int(config.d_model if hasattr(config, "d_model") else config.hidden_size)
 
 
 def sentence_vectors(
@@ -116,7 +117,7 @@ class BertClassifier(nn.Module):
         self.pooling = pooling
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
-        C = _hidden_size(bert)
+        C = _d_model(bert)
         with private_seed(seed):
             self.classifier = nn.Linear(C, num_labels)
             nn.init.normal_(self.classifier.weight, mean=0.0, std=0.02)

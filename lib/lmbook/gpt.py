@@ -33,7 +33,7 @@ from lmbook.schedules import warmup_cosine
 from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
 from lmbook.text import get_batch
-from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig
+from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig, check_sizes
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class GPTConfig:
     """The size of a :class:`GPT`.
 
     Attributes:
-        vocab_size: ``V``. context: the longest input ``T`` (number of learned positions).
+        vocab_size: ``V``. max_len: the longest input (number of learned positions; ``T <= max_len``).
         d_model: width ``C``. n_layers: blocks ``L``. n_heads: heads ``H`` (must divide ``d_model``).
         dropout: dropout probability while training. d_ff: feed-forward width, ``4 * d_model`` when None.
         tied_embeddings: the LM head reuses the token embedding matrix. bias: biases in the linear layers.
@@ -50,7 +50,7 @@ class GPTConfig:
     """
 
     vocab_size: int
-    context: int = 64
+    max_len: int = 64
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -61,26 +61,23 @@ class GPTConfig:
     fused_attention: bool = False
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_sizes(self)
 
     @classmethod
     def cpu(cls, vocab_size: int, **overrides) -> GPTConfig:
         """The CPU preset: about 0.1M parameters; :func:`train_gpt` with its default settings trains it in 15-30 s."""
-        return replace(cls(vocab_size, context=64, d_model=64, n_layers=2, n_heads=4), **overrides)
+        return replace(cls(vocab_size, max_len=64, d_model=64, n_layers=2, n_heads=4), **overrides)
 
     @classmethod
     def gpu(cls, vocab_size: int, **overrides) -> GPTConfig:
-        """The GPU preset ("full" size for the chapter's ``gpu`` cell): about 11M parameters, context 256."""
-        base = cls(vocab_size, context=256, d_model=384, n_layers=6, n_heads=6, dropout=0.1, fused_attention=True)
+        """The GPU preset ("full" size for the chapter's ``gpu`` cell): about 11M parameters, ``max_len`` 256."""
+        base = cls(vocab_size, max_len=256, d_model=384, n_layers=6, n_heads=6, dropout=0.1, fused_attention=True)
         return replace(base, **overrides)
 
     def transformer_config(self) -> TransformerConfig:
         """The same shape as a :class:`lmbook.transformer.TransformerConfig`, for counting parameters and FLOPs."""
         return TransformerConfig(
-            self.vocab_size, self.context, self.d_model, self.n_layers, self.n_heads,
+            self.vocab_size, self.max_len, self.d_model, self.n_layers, self.n_heads,
             d_ff=self.d_ff, tied_embeddings=self.tied_embeddings, bias=self.bias,
         )  # fmt: skip
 
@@ -111,7 +108,7 @@ class GPT(nn.Module):
     def _build(self) -> None:
         c = self.config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.position_embedding = LearnedPositionalEmbedding(c.context, c.d_model)
+        self.position_embedding = LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(c.d_model, c.n_heads, causal=True, pre_ln=True, dropout=c.dropout, d_ff=c.d_ff,
@@ -136,10 +133,10 @@ class GPT(nn.Module):
                 layer.weight.mul_(1.0 / math.sqrt(2 * self.config.n_layers))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """``idx`` of shape ``(B, T)`` (``T <= context``) -> logits of shape ``(B, T, V)``."""
+        """``idx`` of shape ``(B, T)`` (``T <= max_len``) -> logits of shape ``(B, T, V)``."""
         B, T = check_shape(idx, ("B", "T"), "idx").shape
-        if T > self.config.context:
-            raise ValueError(f"the input has T={T} tokens, more than the context of {self.config.context}")
+        if T > self.config.max_len:
+            raise ValueError(f"the input has T={T} tokens, more than max_len={self.config.max_len}")
         x = self.token_embedding(idx) + self.position_embedding(T)  # (B, T, C) + (T, C) -> (B, T, C)
         x = self.drop(x)
         for block in self.blocks:
@@ -165,7 +162,7 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Continue each sequence of ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens -> ``(B, T + new)``.
 
-        At each step the model reads the last ``context`` tokens; the logits of the last position are divided
+        At each step the model reads the last ``max_len`` tokens; the logits of the last position are divided
         by ``temperature`` (below 1: more predictable text; above 1: more surprising; 0 means always the most
         likely token), cut to the ``top_k`` largest if given, and one token is drawn from their softmax with
         ``generator``. The model is put in evaluation mode meanwhile and then back in its previous mode.
@@ -177,7 +174,7 @@ class GPT(nn.Module):
         self.eval()
         try:
             for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.config.context :])[:, -1, :].float()  # (B, V): the last position
+                logits = self(idx[:, -self.config.max_len :])[:, -1, :].float()  # (B, V): the last position
                 if temperature == 0 or top_k == 1:
                     nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1): greedy
                 else:
@@ -202,7 +199,7 @@ class TrainLog:
         train_loss: mean training loss over the steps since the previous measurement.
         val_loss: validation loss at those steps (empty without validation data).
         seconds: wall-clock time of the training steps (evaluation excluded).
-        tokens: tokens processed by the training steps (``steps * batch_size * context``).
+        tokens: tokens processed by the training steps (``steps * batch_size * max_len``).
         tokens_per_second: ``tokens / seconds``.
         lr: the learning rate of every step.
     """
@@ -229,11 +226,11 @@ class TrainLog:
 def evaluate_loss(model: GPT, data: torch.Tensor, batch_size: int = 32, max_batches: int | None = 8) -> float:
     """Mean next-token loss of ``model`` on ``data`` (1-d token ids), over consecutive non-overlapping windows.
 
-    Deterministic: the windows start at ``0, T, 2T, ...`` with ``T = model.config.context``; at most
+    Deterministic: the windows start at ``0, T, 2T, ...`` with ``T = model.config.max_len``; at most
     ``max_batches`` batches of ``batch_size`` windows are used (None: all of ``data``). Evaluation mode meanwhile.
     """
     check_shape(data, ("N",), "data")
-    T = model.config.context
+    T = model.config.max_len
     n_windows = (len(data) - 1) // T
     if n_windows < 1:
         raise ValueError(f"data has {len(data)} tokens, too few for one window of {T} + 1")
@@ -274,7 +271,7 @@ def train_gpt(
 ) -> TrainLog:
     """Train a :class:`GPT` in place on random windows of a token sequence with AdamW; measure as it goes.
 
-    Each step draws ``batch_size`` windows of ``context`` tokens (:func:`lmbook.text.get_batch`), takes one
+    Each step draws ``batch_size`` windows of ``max_len`` tokens (:func:`lmbook.text.get_batch`), takes one
     AdamW step on the mean next-token loss with the gradient norm clipped to ``grad_clip``, and follows a
     warm-up + cosine learning-rate schedule (:func:`lmbook.schedules.warmup_cosine`, down to ``lr / 10``).
     Weight decay applies to the weight matrices of the linear layers only, not to biases, layer norms or
@@ -308,7 +305,7 @@ def train_gpt(
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     warmup = max(1, steps // 20) if warmup_steps is None else warmup_steps
     generator = torch.Generator().manual_seed(seed)
-    context = model.config.context
+    seq_len = model.config.max_len
     log = TrainLog()
     running, since = 0.0, 0
     model.train()
@@ -318,7 +315,7 @@ def train_gpt(
             step_lr = warmup_cosine(step, lr, min(warmup, steps - 1), steps, min_lr=lr / 10)
             for group in optimizer.param_groups:
                 group["lr"] = step_lr
-            x, y = get_batch(train, batch_size, context, generator, device)
+            x, y = get_batch(train, batch_size, seq_len, generator, device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = model.loss(x, y)
             optimizer.zero_grad(set_to_none=True)
@@ -341,7 +338,7 @@ def train_gpt(
                         log.val_loss.append(evaluate_loss(model, val, batch_size, eval_batches))
                 if verbose:
                     print(_progress_line(log))
-    log.tokens = steps * batch_size * context
+    log.tokens = steps * batch_size * seq_len
     log.tokens_per_second = log.tokens / max(log.seconds, 1e-9)
     return log
 

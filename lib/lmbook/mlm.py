@@ -126,7 +126,7 @@ class MLMHead(nn.Module):
 
     def __init__(self, config: BertConfig, token_embedding: nn.Embedding) -> None:
         super().__init__()
-        C, V = config.hidden, config.vocab_size
+        C, V = config.d_model, config.vocab_size
         self.transform = nn.Linear(C, C)
         self.act = nn.GELU()
         self.ln = LayerNorm(C, config.eps)
@@ -197,7 +197,7 @@ class BertForMaskedLM(nn.Module):
     def hf_name_map(self) -> dict[str, str]:
         """``{our name: Hugging Face name}`` for :func:`lmbook.bert.load_hf_weights` (checkpoints of
         ``BertForMaskedLM`` or ``BertForPreTraining``). As in the encoder, no weight needs a transpose."""
-        m = bert_name_map(self.config.layers, prefix="bert.", hf_prefix="bert.")
+        m = bert_name_map(self.config.n_layers, prefix="bert.", hf_prefix="bert.")
         head = "cls.predictions."
         m.update({
             "head.transform.weight": head + "transform.dense.weight",  # (C, C), (out, in) in both
@@ -379,7 +379,7 @@ def fill_mask(
     Raises:
         ValueError: ``text`` has no ``[MASK]``.
     """
-    enc = tokenizer.encode(text, max_length=model.config.max_position)
+    enc = tokenizer.encode(text, max_length=model.config.max_len)
     ids = torch.tensor([enc.input_ids], device=_device_of(model))  # (1, T)
     positions = (ids[0] == tokenizer.mask_id).nonzero().flatten().tolist()
     if not positions:

@@ -49,17 +49,17 @@ class SinusoidalPositionalEncoding(nn.Module):
     """The fixed encoding of :func:`sinusoidal_encoding` as a module: ``forward(T) -> (T, C)``; nothing to train.
 
     Args:
-        context: the most positions it will be asked for. C: width.
+        max_len: the most positions it will be asked for. d_model: width ``C``.
     """
 
-    def __init__(self, context: int, C: int, base: float = 10000.0) -> None:
+    def __init__(self, max_len: int, d_model: int, base: float = 10000.0) -> None:
         super().__init__()
-        self.context, self.C = context, C
-        self.register_buffer("table", sinusoidal_encoding(context, C, base), persistent=False)
+        self.max_len, self.d_model = max_len, d_model
+        self.register_buffer("table", sinusoidal_encoding(max_len, d_model, base), persistent=False)
 
     def forward(self, T: int) -> torch.Tensor:
-        if T > self.context:
-            raise ValueError(f"asked for {T} positions, but the encoding was built for at most {self.context}")
+        if T > self.max_len:
+            raise ValueError(f"asked for {T} positions, but the encoding was built for at most max_len={self.max_len}")
         return self.table[:T]
 
 
@@ -67,20 +67,20 @@ class LearnedPositionalEmbedding(nn.Module):
     """One trained vector per position, ``forward(T) -> (T, C)``: rows ``0 .. T - 1`` of an ``nn.Embedding``.
 
     Args:
-        context: the number of positions (the longest sequence the model can read). C: width.
+        max_len: the number of positions (the longest sequence the model can read). d_model: width ``C``.
 
     Attributes:
-        embedding: ``nn.Embedding(context, C)``; its ``weight`` is the ``(context, C)`` table.
+        embedding: ``nn.Embedding(max_len, d_model)``; its ``weight`` is the ``(max_len, C)`` table.
     """
 
-    def __init__(self, context: int, C: int) -> None:
+    def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
-        self.context, self.C = context, C
-        self.embedding = nn.Embedding(context, C)
+        self.max_len, self.d_model = max_len, d_model
+        self.embedding = nn.Embedding(max_len, d_model)
 
     def forward(self, T: int) -> torch.Tensor:
-        if T > self.context:
-            raise ValueError(f"asked for {T} positions, but only {self.context} were learned (the context length)")
+        if T > self.max_len:
+            raise ValueError(f"asked for {T} positions, but only max_len={self.max_len} were learned")
         return self.embedding(torch.arange(T, device=self.embedding.weight.device))  # (T,) -> (T, C)
 
 

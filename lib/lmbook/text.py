@@ -10,8 +10,8 @@ package, gathered from its source files in a fixed order. It needs no download, 
 and is the same wherever the same version of ``lmbook`` is installed (about 150 thousand characters of technical
 English; it grows a little as the package grows).
 
-Training examples come from one long array of token ids: a window of ``context`` tokens is the input and the
-same window shifted by one is the target, so one window holds ``context`` next-token predictions
+Training examples come from one long array of token ids: a window of ``seq_len`` tokens is the input and the
+same window shifted by one is the target, so one window holds ``seq_len`` next-token predictions
 (:func:`get_batch`).
 """
 
@@ -153,23 +153,24 @@ def train_val_split_tokens(tokens, val_fraction: float = 0.1) -> tuple[torch.Ten
 
 
 def get_batch(
-    data: torch.Tensor, batch_size: int, context: int, generator: torch.Generator | None = None, device=None
+    data: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator | None = None, device=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of ``data`` as inputs ``x`` and next-token targets ``y``, each of shape ``(B, context)``.
+    """Random windows of ``data`` as inputs ``x`` and next-token targets ``y``, each of shape ``(B, T)``.
 
     ``y[b, t] = x[b, t + 1]`` inside the window, and ``y[b, -1]`` is the token after it: each window holds
-    ``context`` predictions, each made from the tokens before it.
+    ``T`` predictions, each made from the tokens before it.
 
     Args:
-        data: 1-d tensor of token ids, longer than ``context``. batch_size: ``B``. context: window length.
+        data: 1-d tensor of token ids, longer than ``seq_len``. batch_size: ``B``. seq_len: window length ``T``
+            (at most the model's ``max_len``).
         generator: a seeded ``torch.Generator`` for reproducible batches. device: where to put the batch.
     """
     check_shape(data, ("N",), "data")
-    if len(data) <= context:
-        raise ValueError(f"data has {len(data)} tokens; need more than context={context}")
-    starts = torch.randint(len(data) - context, (batch_size,), generator=generator)  # (B,)
-    offsets = torch.arange(context)  # (context,)
-    x = data[starts[:, None] + offsets[None, :]]  # (B, 1) + (1, context) -> (B, context) indices
+    if len(data) <= seq_len:
+        raise ValueError(f"data has {len(data)} tokens; need more than seq_len={seq_len}")
+    starts = torch.randint(len(data) - seq_len, (batch_size,), generator=generator)  # (B,)
+    offsets = torch.arange(seq_len)  # (T,)
+    x = data[starts[:, None] + offsets[None, :]]  # (B, 1) + (1, T) -> (B, T) indices
     y = data[starts[:, None] + offsets[None, :] + 1]  # the same windows, one token later
     return (x, y) if device is None else (x.to(device), y.to(device))
 

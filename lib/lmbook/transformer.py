@@ -18,6 +18,7 @@ their published sizes, and :func:`count_flops` estimates the arithmetic of a for
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -32,57 +33,57 @@ class LayerNorm(nn.Module):
 
     ``y = (x - mean) / sqrt(var + eps) * weight + bias``, with the mean and the (biased) variance taken over the
     last axis of each token separately, so it does not depend on the batch. Same parameters, same names and
-    same results as ``torch.nn.LayerNorm(C, eps)``.
+    same results as ``torch.nn.LayerNorm(d_model, eps)``.
 
     Args:
-        C: number of features. eps: added to the variance, so that a constant token does not divide by 0.
+        d_model: number of features ``C``. eps: added to the variance, so that a constant token does not divide by 0.
     """
 
-    def __init__(self, C: int, eps: float = 1e-5) -> None:
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.C, self.eps = C, eps
-        self.weight = nn.Parameter(torch.ones(C))
-        self.bias = nn.Parameter(torch.zeros(C))
+        self.d_model, self.eps = d_model, eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` of shape ``(..., C)`` -> the same shape."""
-        check_shape(x, (*x.shape[:-1], self.C), "x")
+        check_shape(x, (*x.shape[:-1], self.d_model), "x")
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
         var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # (..., 1): divided by C, not C - 1
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
 class FeedForward(nn.Module):
-    """The position-wise feed-forward network: ``Linear(C, hidden) -> GELU -> Linear(hidden, C)`` [-> Dropout].
+    """The position-wise feed-forward network: ``Linear(C, d_ff) -> GELU -> Linear(d_ff, C)`` [-> Dropout].
 
     Each token goes through the same two-layer network on its own; no information moves between tokens here.
 
     Args:
-        C: model width. hidden: width of the middle layer, ``4 * C`` by default.
+        d_model: model width ``C``. d_ff: width of the middle layer, ``4 * d_model`` by default.
         dropout: dropout on the output while training. bias: biases in both layers.
     """
 
-    def __init__(self, C: int, hidden: int | None = None, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, d_model: int, d_ff: int | None = None, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        hidden = 4 * C if hidden is None else hidden
-        self.fc1 = nn.Linear(C, hidden, bias=bias)
+        d_ff = 4 * d_model if d_ff is None else d_ff
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, C, bias=bias)
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` of shape ``(..., C)`` -> ``(..., C)``."""
-        return self.drop(self.fc2(self.act(self.fc1(x))))  # (..., C) -> (..., hidden) -> (..., C)
+        return self.drop(self.fc2(self.act(self.fc1(x))))  # (..., C) -> (..., d_ff) -> (..., C)
 
 
 class TransformerBlock(nn.Module):
     """One transformer block: multi-head attention and a feed-forward network, each with a residual and a norm.
 
     Args:
-        C: model width. H: attention heads. causal: mask the future (decoder) or not (encoder).
+        d_model: model width ``C``. n_heads: attention heads ``H``. causal: mask the future (decoder) or not (encoder).
         pre_ln: True for pre-LN (``x + attn(ln1(x))``), False for post-LN (``ln1(x + attn(x))``).
         dropout: on the attention weights and on each branch's output, while training.
-        d_ff: width of the feed-forward layer, ``4 * C`` by default. bias: biases in the linear layers.
+        d_ff: width of the feed-forward layer, ``4 * d_model`` by default. bias: biases in the linear layers.
         fused: use torch's fused attention kernel (see :class:`lmbook.attention.MultiHeadAttention`).
         eps: the layer norms' ``eps`` (BERT uses ``1e-12``).
 
@@ -92,8 +93,8 @@ class TransformerBlock(nn.Module):
 
     def __init__(
         self,
-        C: int,
-        H: int,
+        d_model: int,
+        n_heads: int,
         causal: bool = False,
         pre_ln: bool = True,
         dropout: float = 0.0,
@@ -104,10 +105,10 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.pre_ln = pre_ln
-        self.ln1 = LayerNorm(C, eps)
-        self.attn = MultiHeadAttention(C, H, causal=causal, bias=bias, dropout=dropout, fused=fused)
-        self.ln2 = LayerNorm(C, eps)
-        self.ffn = FeedForward(C, d_ff, dropout=dropout, bias=bias)
+        self.ln1 = LayerNorm(d_model, eps)
+        self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout, fused=fused)
+        self.ln2 = LayerNorm(d_model, eps)
+        self.ffn = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,13 +124,44 @@ class TransformerBlock(nn.Module):
 
 # ----- sizes -----------------------------------------------------------------------------------------------
 
+SIZE_NAMES = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
+"""The names every config of the book uses for a transformer's sizes (see the notation appendix)."""
+
+
+def check_sizes(config) -> None:
+    """Check the sizes of any transformer config (:class:`TransformerConfig`, ``GPTConfig``, ``BertConfig``).
+
+    Every config's ``__post_init__`` calls this one function, so the rules and the messages are the same
+    everywhere: ``vocab_size``, ``max_len``, ``d_model``, ``n_layers``, ``n_heads`` (and ``d_ff`` when it is set)
+    are positive integers, ``d_model`` is divisible by ``n_heads`` (each head gets ``D = d_model / n_heads``
+    features), and ``dropout``, where the config has one, lies in ``[0, 1)``.
+
+    Raises:
+        ValueError: naming the config, the field, the rule and the value that breaks it.
+    """
+    owner = type(config).__name__
+    for name in SIZE_NAMES:
+        value = getattr(config, name)
+        if value is None and name == "d_ff":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    if config.d_model % config.n_heads:
+        raise ValueError(
+            f"{owner}: d_model={config.d_model} must be divisible by n_heads={config.n_heads} "
+            f"(each head gets D = d_model / n_heads features)"
+        )
+    dropout = getattr(config, "dropout", 0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{owner}: dropout must be in [0, 1), got {dropout}")
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
     """The shape of a GPT- or BERT-like transformer: everything its parameter count depends on.
 
     Attributes:
-        vocab_size: number of tokens ``V``. context: number of positions (the longest input).
+        vocab_size: number of tokens ``V``. max_len: number of positions (the longest input, ``T <= max_len``).
         d_model: model width ``C``. n_layers: number of blocks ``L``. n_heads: heads per block ``H``.
         d_ff: feed-forward width, ``4 * d_model`` when None. tied_embeddings: a GPT's output layer reuses the
             token embedding matrix (no extra parameters). bias: biases in the linear layers.
@@ -137,7 +169,7 @@ class TransformerConfig:
     """
 
     vocab_size: int
-    context: int
+    max_len: int
     d_model: int
     n_layers: int
     n_heads: int
@@ -147,8 +179,7 @@ class TransformerConfig:
     type_vocab_size: int = 2
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_sizes(self)
 
     @property
     def ffn_width(self) -> int:
@@ -190,7 +221,7 @@ def count_parameters(config, kind: str = "gpt") -> dict[str, int]:
         raise ValueError(f"kind must be 'gpt' or 'bert', got {kind!r}")
     C, F, L, V = c.d_model, c.ffn_width, c.n_layers, c.vocab_size
     b = 1 if c.bias else 0
-    counts = {"token_embedding": V * C, "position_embedding": c.context * C}
+    counts = {"token_embedding": V * C, "position_embedding": c.max_len * C}
     if kind == "bert":
         counts["token_type_embedding"] = c.type_vocab_size * C
         counts["embedding_layer_norm"] = 2 * C
@@ -227,14 +258,14 @@ def count_flops(config, tokens: int = 1, seq_len: int | None = None) -> dict[str
     Args:
         config: a :class:`TransformerConfig` or :class:`lmbook.gpt.GPTConfig`.
         tokens: how many tokens the totals are for (e.g. the number of training tokens ``D``).
-        seq_len: the sequence length ``T`` the attention term is computed at; ``config.context`` by default.
+        seq_len: the sequence length ``T`` the attention term is computed at; ``config.max_len`` by default.
 
     Returns:
         ``{"linear", "attention", "lm_head", "forward_per_token", "forward", "training"}``: the first four
         per token, ``"forward"`` for ``tokens`` tokens, ``"training"`` = 3 x ``"forward"``.
     """
     c = _as_transformer_config(config)
-    T = c.context if seq_len is None else seq_len
+    T = c.max_len if seq_len is None else seq_len
     C, F, L, V = c.d_model, c.ffn_width, c.n_layers, c.vocab_size
     flops = {
         "linear": 2 * L * (4 * C * C + 2 * C * F),

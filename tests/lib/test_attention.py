@@ -355,7 +355,7 @@ TOKENIZER = CharTokenizer("the cat sat on the mat.")
 
 
 def test_attention_maps_of_a_gpt():
-    model = GPT(GPTConfig(TOKENIZER.vocab_size, context=32, d_model=16, n_layers=2, n_heads=4)).train()
+    model = GPT(GPTConfig(TOKENIZER.vocab_size, max_len=32, d_model=16, n_layers=2, n_heads=4)).train()
     ids = TOKENIZER.encode("the cat sat")
     maps = attention_maps(model, ids)
     assert sorted(maps) == [(layer, head) for layer in range(2) for head in range(4)]
@@ -384,7 +384,7 @@ def test_attention_maps_of_any_module_and_fused_models():
     assert sorted(maps) == [(0, 0), (1, 0), (1, 1)]
     assert all(w.shape == (5, 5) for w in maps.values())
     assert np.all(np.triu(maps[(0, 0)], 1) == 0) and not np.all(np.triu(maps[(1, 0)], 1) == 0)
-    fused = GPT(GPTConfig(10, context=8, d_model=8, n_layers=1, n_heads=2, fused_attention=True))
+    fused = GPT(GPTConfig(10, max_len=8, d_model=8, n_layers=1, n_heads=2, fused_attention=True))
     assert sorted(attention_maps(fused, [1, 2, 3])) == [(0, 0), (0, 1)]
     with pytest.raises(ValueError, match="no lmbook attention module"):
         attention_maps(nn.Linear(3, 3), torch.zeros(1, 3))

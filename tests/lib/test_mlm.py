@@ -101,7 +101,7 @@ def test_nsp_pairs_are_half_true_successors():
 
 
 def test_head_is_tied_and_loss_equals_full_cross_entropy():
-    model = BertForMaskedLM(BertConfig.tiny(vocab_size=V, max_position=32)).to(DT).eval()
+    model = BertForMaskedLM(BertConfig.tiny(vocab_size=V, max_len=32)).to(DT).eval()
     assert model.head.decoder.weight is model.bert.embeddings.token.weight
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == model.bert.num_parameters() + 64 * 64 + 64 + 2 * 64 + V  # the tied matrix counts once
@@ -126,7 +126,7 @@ def test_head_matches_transformers_bert_for_masked_lm():
         for name, p in reference.named_parameters():
             if "LayerNorm" in name or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
-    config = BertConfig(V, hidden=32, layers=2, heads=4, intermediate=64, max_position=40)
+    config = BertConfig(V, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=40)
     ours = BertForMaskedLM(config).to(DT).eval()
     report = load_hf_weights(ours, reference.state_dict())
     assert report.unexpected == []
@@ -156,6 +156,6 @@ def test_tiny_bert_pretraining_lowers_the_mlm_loss(tokenizer):
 
 
 def test_wrapping_an_existing_encoder_shares_it():
-    bert = BertModel(BertConfig.tiny(vocab_size=V, max_position=16))
+    bert = BertModel(BertConfig.tiny(vocab_size=V, max_len=16))
     model = BertForMaskedLM(bert)
     assert model.bert is bert and model.head.decoder.weight is bert.embeddings.token.weight

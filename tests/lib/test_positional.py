@@ -81,7 +81,7 @@ def test_learned_positions_are_rows_of_a_table():
     out.sum().backward()
     grad = pos.embedding.weight.grad
     assert torch.equal(grad[:5], torch.ones(5, 4)) and torch.equal(grad[5:], torch.zeros(3, 4))
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(ValueError, match="max_len=8"):
         pos(9)
 
 

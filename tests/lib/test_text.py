@@ -70,7 +70,7 @@ def test_get_batch_targets_are_the_inputs_shifted_by_one():
     x2, _ = get_batch(data, 8, 16, torch.Generator().manual_seed(0))
     assert torch.equal(x, x2)
     assert int(y.max()) <= 999
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(ValueError, match="seq_len"):
         get_batch(torch.arange(16), 2, 16)
 
 

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
 from lmbook.attention import causal_mask
+from lmbook.bert import BertConfig
 from lmbook.gpt import GPT, GPTConfig
 from lmbook.testing import ShapeError
 from lmbook.transformer import (
@@ -19,6 +20,7 @@ from lmbook.transformer import (
     LayerNorm,
     TransformerBlock,
     TransformerConfig,
+    check_sizes,
     count_flops,
     count_parameters,
 )
@@ -75,7 +77,7 @@ def test_feed_forward_is_linear_gelu_linear():
                                ffn.fc2.weight, ffn.fc2.bias)  # fmt: skip
     assert_close(ffn(x), ref)
     assert sum(p.numel() for p in ffn.parameters()) == 8 * 36 + 5 * 6  # 2 C (4C) + 4C + C
-    assert FeedForward(6, hidden=10).fc1.out_features == 10
+    assert FeedForward(6, d_ff=10).fc1.out_features == 10
 
 
 def test_feed_forward_is_not_relu_of_one_linear_plus_x():
@@ -163,10 +165,45 @@ def test_components_add_up():
         count_parameters(KNOWN_MODELS["BERT-base"].config, "t5")
 
 
+# One good size of each config, in the shared names; each bad case changes one field.
+GOOD_SIZES = {"vocab_size": 50, "max_len": 16, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64}
+BAD_SIZES = [
+    ({"d_model": 30}, "d_model=30 must be divisible by n_heads=4"),
+    ({"n_heads": 0}, "n_heads must be a positive integer, got 0"),
+    ({"vocab_size": 0}, "vocab_size must be a positive integer, got 0"),
+    ({"max_len": -1}, "max_len must be a positive integer, got -1"),
+    ({"n_layers": 2.0}, "n_layers must be a positive integer, got 2.0"),
+    ({"d_ff": 0}, "d_ff must be a positive integer, got 0"),
+]
+
+
+@pytest.mark.parametrize("config_class", [TransformerConfig, GPTConfig, BertConfig])
+@pytest.mark.parametrize(("change", "message"), BAD_SIZES)
+def test_every_config_rejects_bad_sizes_with_the_same_message(config_class, change, message):
+    config_class(**GOOD_SIZES)  # the good sizes pass
+    with pytest.raises(ValueError, match=f"^{config_class.__name__}: {message}"):
+        config_class(**{**GOOD_SIZES, **change})
+
+
+@pytest.mark.parametrize("config_class", [GPTConfig, BertConfig])
+@pytest.mark.parametrize("dropout", [-0.1, 1.0])
+def test_configs_with_dropout_reject_it_outside_0_to_1(config_class, dropout):
+    with pytest.raises(ValueError, match=f"^{config_class.__name__}: dropout must be in \\[0, 1\\), got {dropout}"):
+        config_class(**GOOD_SIZES, dropout=dropout)
+
+
+def test_the_size_names_are_the_same_in_every_config():
+    for config in (TransformerConfig(**GOOD_SIZES), GPTConfig(**GOOD_SIZES), BertConfig(**GOOD_SIZES)):
+        assert {name: getattr(config, name) for name in GOOD_SIZES} == GOOD_SIZES
+        check_sizes(config)  # and the check accepts them as they are
+    assert GPTConfig(**GOOD_SIZES).transformer_config() == TransformerConfig(**GOOD_SIZES)
+    assert BertConfig(**GOOD_SIZES).transformer_config() == TransformerConfig(**GOOD_SIZES)
+
+
 CONFIGS = [
-    GPTConfig(50, context=16, d_model=32, n_layers=2, n_heads=4),
-    GPTConfig(37, context=9, d_model=24, n_layers=3, n_heads=3, d_ff=40, tied_embeddings=False),
-    GPTConfig(20, context=8, d_model=16, n_layers=1, n_heads=2, bias=False),
+    GPTConfig(50, max_len=16, d_model=32, n_layers=2, n_heads=4),
+    GPTConfig(37, max_len=9, d_model=24, n_layers=3, n_heads=3, d_ff=40, tied_embeddings=False),
+    GPTConfig(20, max_len=8, d_model=16, n_layers=1, n_heads=2, bias=False),
 ]
 
 
@@ -186,7 +223,7 @@ class TinyBert(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
         self.tokens = nn.Embedding(c.vocab_size, c.d_model)
-        self.positions = nn.Embedding(c.context, c.d_model)
+        self.positions = nn.Embedding(c.max_len, c.d_model)
         self.segments = nn.Embedding(c.type_vocab_size, c.d_model)
         self.ln = LayerNorm(c.d_model)
         self.blocks = nn.ModuleList(
@@ -204,7 +241,7 @@ def test_bert_count_matches_a_built_encoder():
 
 
 def test_flops_match_torchs_counter():
-    config = GPTConfig(30, context=12, d_model=16, n_layers=2, n_heads=2)
+    config = GPTConfig(30, max_len=12, d_model=16, n_layers=2, n_heads=2)
     model = GPT(config).eval()
     idx = torch.zeros(1, 12, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
@@ -218,7 +255,7 @@ def test_flops_formula():
     f = count_flops(c, tokens=1000)
     N = c.n_layers * (4 * c.d_model**2 + 2 * c.d_model * c.ffn_width)
     assert f["linear"] == 2 * N
-    assert f["attention"] == 4 * c.n_layers * c.context * c.d_model
+    assert f["attention"] == 4 * c.n_layers * c.max_len * c.d_model
     assert f["forward_per_token"] == f["linear"] + f["attention"] + f["lm_head"]
     assert f["forward"] == 1000 * f["forward_per_token"] and f["training"] == 3 * f["forward"]
     # roughly 2 x the non-embedding parameters per token, and 6 N D for training

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def model():
-    return GPT(GPTConfig(TOKENIZER.vocab_size, context=32, d_model=16, n_layers=2, n_heads=4))
+    return GPT(GPTConfig(TOKENIZER.vocab_size, max_len=32, d_model=16, n_layers=2, n_heads=4))
 
 
 # ----- AttentionViewer ---------------------------------------------------------------------------------------
@@ -60,8 +60,8 @@ def test_attention_viewer_update_redraws_the_same_figure(model):
     assert sum(t.get_visible() for t in viewer.ax.texts) == 2 * 7
 
 
-def test_attention_viewer_cuts_long_text_to_the_context(model):
-    viewer = AttentionViewer(model, TOKENIZER, TEXT)  # 47 characters, context 32
+def test_attention_viewer_cuts_long_text_to_max_len(model):
+    viewer = AttentionViewer(model, TOKENIZER, TEXT)  # 47 characters, max_len 32
     assert len(viewer.tokens) == 32 and "cut to the first 32 tokens" in viewer.status.value
 
 
@@ -97,7 +97,7 @@ def test_attention_viewer_on_a_bert_classifier_with_wordpiece_tokens():
     bert = BertModel(BertConfig.tiny(vocab_size=tokenizer.vocab_size, dropout=0.0), seed=0)
     viewer = AttentionViewer(BertClassifier(bert, pooling="mean"), tokenizer, "Tokenization is fun!", layer=1, head=3)
     assert viewer.tokens == ["[CLS]", "token", "##ization", "is", "fun", "!", "[SEP]"]
-    assert viewer.context == bert.config.max_position and "cut" not in viewer.status.value
+    assert viewer.max_len == bert.config.max_len and "cut" not in viewer.status.value
     weights = viewer.maps[(1, 3)]
     assert weights.shape == (7, 7) and np.allclose(weights.sum(axis=1), 1.0)
     assert np.triu(weights, 1).sum() > 0.1  # no causal mask: BERT's tokens also attend to later ones
@@ -153,7 +153,7 @@ def test_executed_notebook_stores_the_chapter_7_widget_images(monkeypatch):
         "from lmbook.widgets import PositionalEncodingExplorer\nPositionalEncodingExplorer(T=32)",
         "from lmbook.gpt import GPT, GPTConfig\nfrom lmbook.text import CharTokenizer\n"
         "from lmbook.widgets import AttentionViewer\ntok = CharTokenizer('abc ')\n"
-        "AttentionViewer(GPT(GPTConfig(tok.vocab_size, context=8, d_model=8, n_heads=2)), tok, 'abc cab')",
+        "AttentionViewer(GPT(GPTConfig(tok.vocab_size, max_len=8, d_model=8, n_heads=2)), tok, 'abc cab')",
     )
     assert len(images) == 2
     for m in images:

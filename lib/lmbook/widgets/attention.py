@@ -33,14 +33,12 @@ _C_RANGE = (2, 256)
 
 
 def _positions(model: nn.Module) -> int | None:
-    """How many positions the model has: ``config.context`` (a GPT) or ``config.max_position`` (a BERT) of the
-    model or of any module inside it (a :class:`lmbook.finetune.BertClassifier` holds its BERT); None if unknown."""
+    """How many positions the model has: ``config.max_len`` (a GPT or a BERT) of the model or of any module
+    inside it (a :class:`lmbook.finetune.BertClassifier` holds its BERT); None if unknown."""
     for module in model.modules():
-        config = getattr(module, "config", None)
-        for name in ("context", "max_position"):
-            value = getattr(config, name, None)
-            if isinstance(value, int):
-                return value
+        value = getattr(getattr(module, "config", None), "max_len", None)
+        if isinstance(value, int):
+            return value
     return None
 
 
@@ -74,8 +72,7 @@ class AttentionViewer(InteractiveWidget):
             with ``input_ids`` (:class:`lmbook.wordpiece.WordPieceTokenizer`, whose ``[CLS]`` and ``[SEP]`` are
             then shown too). Tokens are labelled with ``convert_ids_to_tokens`` where the tokenizer has it (so
             WordPiece pieces read ``"##ing"``), else with ``decode([id])``.
-        text: the initial text; cut to the model's number of positions (``config.context`` of a GPT,
-            ``config.max_position`` of a BERT) when it is longer.
+        text: the initial text; cut to the model's number of positions (``config.max_len``) when it is longer.
         layer, head: the head shown first.
 
     Attributes:
@@ -86,7 +83,7 @@ class AttentionViewer(InteractiveWidget):
 
     def __init__(self, model: nn.Module, tokenizer, text: str, layer: int = 0, head: int = 0) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.context = _positions(model)
+        self.max_len = _positions(model)
         self._cut = False
         self._computed: tuple | None = None  # (text, ids, cut, maps) of the last text computed
         self._holding = False
@@ -140,7 +137,7 @@ class AttentionViewer(InteractiveWidget):
             if not text:
                 raise ValueError("type at least one character")
             ids = token_ids(self.tokenizer, text)
-            shown = ids if self.context is None else ids[: self.context]
+            shown = ids if self.max_len is None else ids[: self.max_len]
             self._computed = (text, shown, len(shown) < len(ids), attention_maps(self.model, shown))
         return self._computed[1:]
 
@@ -167,7 +164,7 @@ class AttentionViewer(InteractiveWidget):
         """
         T = len(labels)
         if T > len(self._key_labels):
-            n = max(T, min(self.context or 0, 64))  # a GPT's whole context at once; a BERT's 512 only when used
+            n = max(T, min(self.max_len or 0, 64))  # a GPT's whole context at once; a BERT's 512 only when used
             below = blended_transform_factory(self.ax.transData, self.ax.transAxes)  # x in data, y in axes
             left = blended_transform_factory(self.ax.transAxes, self.ax.transData)  # x in axes, y in data
             for i in range(len(self._key_labels), n):

@@ -24,7 +24,7 @@ def test_block_forward(block_forward):
     ln1, attn, ln2 = (block.ln1, block.attn, block.ln2)
     fc1, fc2 = [m for m in block.ffn.modules() if isinstance(m, torch.nn.Linear)]
     x = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    case = 'a causal TransformerBlock(C=8, H=2) with random weights, x of shape (2, 5, 8)'
+    case = 'a causal TransformerBlock(d_model=8, n_heads=2) with random weights, x of shape (2, 5, 8)'
     with torch.no_grad():
         want = block(x)
         got = call_answer(block_forward, x.clone(), ln1, attn, ln2, fc1, fc2, name='block_forward', seconds=5, case=case)

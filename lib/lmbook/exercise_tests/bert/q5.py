@@ -18,7 +18,7 @@ def test_train_step(train_step):
     from lmbook.grading import CheckFailed, assert_close, call_answer, to_numpy
 
     def tiny(seed, V=20, T=8, C=16, H=2, K=2):
-        config = BertConfig(vocab_size=V, hidden=C, layers=1, heads=H, intermediate=2 * C, max_position=T)
+        config = BertConfig(vocab_size=V, d_model=C, n_layers=1, n_heads=H, d_ff=2 * C, max_len=T)
         bert = BertModel(config, seed=seed)
         return BertClassifier(bert, num_labels=K, pooling='cls', dropout=0.1, seed=seed).double()
 
@@ -110,7 +110,7 @@ def test_train_step_lowers_the_loss(train_step):
     from lmbook.bert import BertConfig, BertModel
     from lmbook.finetune import BertClassifier
     from lmbook.grading import CheckFailed, call_answer
-    config = BertConfig(vocab_size=20, hidden=16, layers=1, heads=2, intermediate=32, max_position=8)
+    config = BertConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=8)
     model = BertClassifier(BertModel(config, seed=7), num_labels=2, dropout=0.1, seed=7).double()
     g = torch.Generator().manual_seed(7)
     mask = (torch.arange(8)[None, :] < torch.tensor([8, 5, 3, 8, 6, 2, 7, 4])[:, None]).long()
