@@ -31,9 +31,9 @@ from lmbook.device import autocast_dtype
 from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.schedules import warmup_cosine
 from lmbook.seeding import private_seed
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 from lmbook.text import get_batch
-from lmbook.transformer import LayerNorm, TransformerBlock, TransformerConfig, check_sizes
+from lmbook.transformer import GELU_VARIANTS, LayerNorm, TransformerBlock, TransformerConfig, check_sizes
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ class GPTConfig:
         dropout: dropout probability while training. d_ff: feed-forward width, ``4 * d_model`` when None.
         tied_embeddings: the LM head reuses the token embedding matrix. bias: biases in the linear layers.
         fused_attention: use torch's fused attention kernel (same result, faster; no attention weights to
-            record, so :func:`lmbook.widgets.attention.attention_maps` switches to the from-scratch path itself).
+            record, so :func:`lmbook.attention.attention_maps` switches to the from-scratch path itself).
+        gelu: the feed-forward's GELU: ``"exact"``, or ``"tanh"``, the approximation GPT-2 was trained with
+            (:mod:`lmbook.gpt2` loads GPT-2's weights).
     """
 
     vocab_size: int
@@ -59,9 +61,11 @@ class GPTConfig:
     tied_embeddings: bool = True
     bias: bool = True
     fused_attention: bool = False
+    gelu: str = "exact"
 
     def __post_init__(self) -> None:
         check_sizes(self)
+        check_choice(self.gelu, GELU_VARIANTS, "gelu")
 
     @classmethod
     def cpu(cls, vocab_size: int, **overrides) -> GPTConfig:
@@ -112,7 +116,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(c.d_model, c.n_heads, causal=True, pre_ln=True, dropout=c.dropout, d_ff=c.d_ff,
-                             bias=c.bias, fused=c.fused_attention)
+                             bias=c.bias, fused=c.fused_attention, gelu=c.gelu)
             for _ in range(c.n_layers)
         )  # fmt: skip
         self.ln_f = LayerNorm(c.d_model)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lmbook.attention import MultiHeadAttention
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 
 
 class LayerNorm(nn.Module):
@@ -53,6 +53,10 @@ class LayerNorm(nn.Module):
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
+# GELU variants by the book's name -> torch's ``approximate`` argument of nn.GELU.
+GELU_VARIANTS = {"exact": "none", "tanh": "tanh"}
+
+
 class FeedForward(nn.Module):
     """The position-wise feed-forward network: ``Linear(C, d_ff) -> GELU -> Linear(d_ff, C)`` [-> Dropout].
 
@@ -61,13 +65,18 @@ class FeedForward(nn.Module):
     Args:
         d_model: model width ``C``. d_ff: width of the middle layer, ``4 * d_model`` by default.
         dropout: dropout on the output while training. bias: biases in both layers.
+        gelu: ``"exact"`` (``x * Phi(x)`` with the normal CDF, as BERT) or ``"tanh"`` (the tanh approximation of
+            Hendrycks and Gimpel 2016 that GPT-2 was trained with; the two differ by less than 1e-3).
     """
 
-    def __init__(self, d_model: int, d_ff: int | None = None, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(
+        self, d_model: int, d_ff: int | None = None, dropout: float = 0.0, bias: bool = True, gelu: str = "exact"
+    ) -> None:
         super().__init__()
+        check_choice(gelu, GELU_VARIANTS, "gelu")
         d_ff = 4 * d_model if d_ff is None else d_ff
         self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
-        self.act = nn.GELU()
+        self.act = nn.GELU(approximate=GELU_VARIANTS[gelu])
         self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
         self.drop = nn.Dropout(dropout)
 
@@ -85,7 +94,8 @@ class TransformerBlock(nn.Module):
         dropout: on the attention weights and on each branch's output, while training.
         d_ff: width of the feed-forward layer, ``4 * d_model`` by default. bias: biases in the linear layers.
         fused: use torch's fused attention kernel (see :class:`lmbook.attention.MultiHeadAttention`).
-        eps: the layer norms' ``eps`` (BERT uses ``1e-12``).
+        eps: the layer norms' ``eps`` (BERT uses ``1e-12``). gelu: the feed-forward's GELU, ``"exact"`` or
+            ``"tanh"`` (see :class:`FeedForward`).
 
     Attributes:
         ln1, attn, ln2, ffn: the four parts, in the order the pre-LN block uses them.
@@ -102,13 +112,14 @@ class TransformerBlock(nn.Module):
         bias: bool = True,
         fused: bool = False,
         eps: float = 1e-5,
+        gelu: str = "exact",
     ) -> None:
         super().__init__()
         self.pre_ln = pre_ln
         self.ln1 = LayerNorm(d_model, eps)
         self.attn = MultiHeadAttention(d_model, n_heads, causal=causal, bias=bias, dropout=dropout, fused=fused)
         self.ln2 = LayerNorm(d_model, eps)
-        self.ffn = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
+        self.ffn = FeedForward(d_model, d_ff, dropout=dropout, bias=bias, gelu=gelu)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

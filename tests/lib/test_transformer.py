@@ -80,6 +80,21 @@ def test_feed_forward_is_linear_gelu_linear():
     assert FeedForward(6, d_ff=10).fc1.out_features == 10
 
 
+def test_feed_forward_gelu_variants():
+    """GPT-2's tanh approximation, written out, against the exact GELU that BERT uses (erf)."""
+    torch.manual_seed(0)
+    exact, tanh = FeedForward(6).to(DT), FeedForward(6, gelu="tanh").to(DT)
+    tanh.load_state_dict(exact.state_dict())
+    z = torch.linspace(-4, 4, 101, dtype=DT)
+    gpt2_gelu = 0.5 * z * (1 + torch.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    assert_close(tanh.act(z), gpt2_gelu, atol=1e-15, rtol=1e-14)
+    assert_close(exact.act(z), 0.5 * z * (1 + torch.erf(z / math.sqrt(2))), atol=1e-15, rtol=1e-14)
+    assert 1e-4 < (tanh.act(z) - exact.act(z)).abs().max() < 1e-3  # close, but not the same function
+    with pytest.raises(ValueError, match="unknown gelu 'fast'; choose one of 'exact', 'tanh'"):
+        FeedForward(6, gelu="fast")
+    assert TransformerBlock(6, 2, gelu="tanh").ffn.act.approximate == "tanh"
+
+
 def test_feed_forward_is_not_relu_of_one_linear_plus_x():
     """Seed-map mistake 7: ``ReLU(Linear(x)) + x`` is one layer with a residual, a different function."""
     torch.manual_seed(0)
