@@ -1,12 +1,14 @@
-"""Overfitting and the tools against it: a polynomial-fitting experiment, L2 penalty, dropout, early stopping.
+"""Overfitting and the tools against it: a polynomial-fitting experiment, L2 and L1 penalties, dropout, early stopping.
 
 Introduced in chapter 4, Training well: data, overfitting, evaluation. A model **overfits** when it learns the
 noise of its particular training examples as well as the pattern behind them: its training error keeps falling
 while its error on held-out data rises. The polynomial experiment makes this visible in one dimension, where
-the degree of the polynomial is the model's capacity. The three remedies each limit capacity differently:
+the degree of the polynomial is the model's capacity. The remedies each limit capacity differently:
 
 - **L2 regularisation** (weight decay) adds ``weight_decay / 2 * sum(w ** 2)`` to the loss, pulling weights
   towards 0 so that the model prefers smooth functions;
+- **L1 regularisation** adds ``strength * sum(|w|)``, which sets many weights exactly to 0 (a sparse model);
+  :func:`fit_linear_penalised` fits linear models with either penalty or both (the lasso, ridge, elastic net);
 - **dropout** zeroes a random share ``p`` of activations at every training step, so that no unit can rely on
   any particular other unit being there;
 - **early stopping** watches the validation loss and stops training once it has not improved for a while.
