@@ -330,7 +330,8 @@ class DirtyTable:
         source_row: for each dirty row, the row of the clean table it came from, int64 ``(N + n_duplicates,)``;
             a duplicate shares its original's number.
         missing: True where a value was blanked out, bool ``(N + n_duplicates, C)``.
-        outliers: True where a value was corrupted into an outlier, bool ``(N + n_duplicates, C)``.
+        outliers: True where a value was corrupted into an outlier (in an original row or its copy), bool
+            ``(N + n_duplicates, C)``.
         is_duplicate: True for the rows added as copies, bool ``(N + n_duplicates,)``.
     """
 
@@ -359,8 +360,8 @@ def make_dirty(
             non-missing cells of original rows are chosen, so every outlier really is one.
 
     Returns:
-        A :class:`DirtyTable`. The duplicates are copied after blanking, so a copy has the same gaps as its
-        original: they are exact duplicates, as a record entered twice by a program would be.
+        A :class:`DirtyTable`. The duplicates are copied after blanking and corrupting, so a copy has the same
+        gaps and outliers as its original: they are exact duplicates, as a record entered twice by a program would be.
     """
     X = np.array(X, dtype=np.float64)
     y = np.asarray(y)
@@ -387,7 +388,7 @@ def make_dirty(
         y=y[source][order],
         source_row=source[order].astype(np.int64),
         missing=blank[source][order],
-        outliers=np.concatenate([outliers, np.zeros((n_duplicates, c), dtype=bool)])[order],
+        outliers=outliers[source][order],
         is_duplicate=is_duplicate[order],
     )
 

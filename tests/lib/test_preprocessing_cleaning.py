@@ -72,7 +72,12 @@ def test_make_dirty_adds_what_it_records_and_is_reproducible():
     assert table.X.shape == (n + 15, c) and table.is_duplicate.sum() == 15
     assert np.array_equal(np.isnan(table.X), table.missing)
     assert 0.02 < table.missing.mean() < 0.04
-    assert table.outliers.sum() == 6 and not np.any(table.outliers & table.missing)
+    assert table.outliers[~table.is_duplicate].sum() == 6 and not np.any(table.outliers & table.missing)
+    copies = table.source_row[table.is_duplicate]
+    originals = np.flatnonzero(~table.is_duplicate)
+    for row, source in zip(np.flatnonzero(table.is_duplicate), copies, strict=True):  # a copy carries its defects
+        twin = originals[table.source_row[originals] == source][0]
+        assert np.array_equal(table.outliers[row], table.outliers[twin])
     clean_rows = X[table.source_row]
     ok = ~table.missing & ~table.outliers
     assert np.array_equal(table.X[ok], clean_rows[ok])  # everything else untouched
