@@ -318,6 +318,7 @@ def bench_attention(quick: bool) -> dict:
     from lmbook.attention import causal_mask, scaled_dot_product_attention
     from lmbook.device import device as pick_device
     from lmbook.gpt import GPT, GPTConfig, train_gpt
+    from lmbook.language_model import LMTrainConfig
     from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens
     from lmbook.transformer import count_flops
 
@@ -349,7 +350,7 @@ def bench_attention(quick: bool) -> dict:
         sizes.append(("gpu", GPTConfig.gpu(tokenizer.vocab_size), gpu, 50 if quick else 500, 64))
     for name, config, dev, steps, batch in sizes:
         model = GPT(config, seed=0)
-        log = train_gpt(model, (train, val), steps=steps, batch_size=batch, device=dev, log_every=steps)
+        log = train_gpt(model, (train, val), LMTrainConfig(steps=steps, batch_size=batch, log_every=steps), device=dev)
         params = sum(p.numel() for p in model.parameters())
         flops_per_token = count_flops(config)["forward_per_token"] * 3  # forward + backward
         achieved = flops_per_token * log.tokens_per_second

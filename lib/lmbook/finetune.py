@@ -9,7 +9,8 @@ task: a few epochs, a small learning rate (2e-5 to 1e-4), a short **warm-up** fo
   vector is the ``[CLS]`` token's final hidden state (``"cls"``), BERT's pooler output (``"pooler"``), or the
   mean of the real tokens' hidden states (``"mean"``, :func:`mean_pool`), which must skip the padding.
 - :class:`FinetuneConfig` with a CPU size (:meth:`FinetuneConfig.cpu`, under a minute for the book's 300
-  sentences) and a GPU size (:meth:`FinetuneConfig.gpu`, for SST-2), :func:`linear_warmup_decay`, :func:`finetune`.
+  sentences) and a GPU size (:meth:`FinetuneConfig.gpu`, for SST-2), and :func:`finetune`, a loop built from the
+  shared pieces of :mod:`lmbook.loop` (the schedule is :func:`lmbook.schedules.linear_warmup_decay`).
 - :func:`predict_proba` and :func:`evaluate` (accuracy, F1 and the confusion matrix from :mod:`lmbook.metrics`).
 - :func:`embed`: sentence vectors from a frozen encoder, for a logistic regression (the cheap alternative).
 
@@ -19,7 +20,6 @@ Hugging Face's ``BertModel`` and tokenizers work too, so the two can be compared
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmbook.device import AMP_CHOICES, autocast_dtype, training_device
+from lmbook.loop import autocast, cpu_threads, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step
 from lmbook.metrics import accuracy_score, confusion_matrix, f1, precision_recall_f1
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
@@ -144,10 +146,11 @@ class FinetuneConfig:
 
     Attributes:
         epochs: passes over the training set. batch_size: sentences per optimiser step.
-        lr: peak learning rate of AdamW. warmup_ratio: share of the steps spent warming up, in [0, 1).
-        weight_decay: AdamW's decoupled weight decay, applied to weight matrices only (not to biases or
-            layer-norm parameters, as in BERT). max_grad_norm: clip the gradient to this total norm before each
-            step; None turns clipping off.
+        lr: peak learning rate of AdamW. warmup_ratio: share of the steps spent warming up, in [0, 1)
+            (:func:`lmbook.schedules.linear_warmup_decay`, then a linear decay to 0).
+        weight_decay: AdamW's decoupled weight decay, applied to weight matrices only (not to biases, layer-norm
+            parameters or embeddings: the rule of :func:`lmbook.loop.param_groups`).
+        max_grad_norm: clip the gradient to this total norm before each step; None turns clipping off.
         max_length: truncate every input to this many tokens (special tokens included).
         amp: mixed precision: ``"auto"`` (bfloat16 where the GPU supports it, else float16 with a gradient
             scaler; none on the CPU, see :func:`lmbook.device.autocast_dtype`), ``"bf16"``, ``"fp16"`` or ``"off"``.
@@ -181,8 +184,7 @@ class FinetuneConfig:
             raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {self.max_grad_norm}")
         if self.max_length < 2:
             raise ValueError(f"max_length must leave room for [CLS] and [SEP], got {self.max_length}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        check_choice(self.amp, AMP_CHOICES, "amp")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1 (or None), got {self.threads}")
 
@@ -207,28 +209,6 @@ class FinetuneConfig:
         :meth:`cpu` (on a GPU too): 30 steps at 2e-5 are too few to learn anything.
         """
         return replace(cls(epochs=3, batch_size=32, lr=2e-5, max_length=128, eval_batch_size=256), **overrides)
-
-
-def linear_warmup_decay(step: int, total: int, warmup: int) -> float:
-    """The learning-rate factor of step ``step`` (0-based) of ``total``: a linear warm-up, then a linear decay.
-
-    ``(step + 1) / warmup`` for the first ``warmup`` steps, rising to 1 at step ``warmup - 1``; then
-    ``(total - step) / (total - warmup)``, from 1 at step ``warmup`` down to ``1 / (total - warmup)`` at the last
-    step, ``total - 1``; 0 from step ``total`` on. Multiply by the peak learning rate, or hand it to
-    ``torch.optim.lr_scheduler.LambdaLR`` (which :func:`finetune` does). No training step gets a learning rate of
-    0, which would waste it (Hugging Face's ``get_linear_schedule_with_warmup`` gives step 0 a rate of 0 and so
-    peaks one step later).
-
-    Args:
-        step: >= 0. total: number of training steps, >= 1. warmup: warm-up steps, ``0 <= warmup < total``.
-    """
-    if step < 0:
-        raise ValueError(f"step must be >= 0 (step 0 is the first step), got {step}")
-    if not 0 <= warmup < total:
-        raise ValueError(f"need 0 <= warmup < total, got warmup={warmup}, total={total}")
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / (total - warmup))
 
 
 # ----- tokenising and batching --------------------------------------------------------------------------------
@@ -265,32 +245,6 @@ def _labels(labels, n: int, num_labels: int | None, name: str) -> torch.Tensor:
     if (y < 0).any() or (num_labels is not None and (y >= num_labels).any()):
         raise ValueError(f"{name} must lie in 0 .. {num_labels - 1 if num_labels else 'K-1'}, got {np.unique(y)}")
     return torch.as_tensor(y)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _amp_dtype(amp: str, dev: torch.device) -> torch.dtype | None:
-    from lmbook.device import autocast_dtype
-
-    if amp == "off":
-        return None
-    if amp == "auto":
-        return autocast_dtype(dev)
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -375,23 +329,6 @@ class FinetuneLog:
         return text + ")"
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight matrices decay; biases and layer-norm scales (the 1-D parameters) do not, as in BERT."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-
-
-def _adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
-    """AdamW, fused into one kernel where this torch supports it (on a CPU about 6 times faster than the loop)."""
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
-        return torch.optim.AdamW(groups, lr=lr)
-
-
 def finetune(
     model: nn.Module,
     tokenizer,
@@ -407,8 +344,8 @@ def finetune(
     batch is cut to its longest sentence. A step computes the mean cross-entropy (under ``torch.autocast`` when
     mixed precision is on; with float16 a ``GradScaler`` keeps small gradients from underflowing), back-propagates,
     clips the total gradient norm to ``config.max_grad_norm`` and steps the optimiser and the schedule
-    (:func:`linear_warmup_decay`, ``round(warmup_ratio * steps)`` warm-up steps). After each epoch the model is
-    evaluated on ``val``.
+    (:func:`lmbook.schedules.linear_warmup_decay`, ``round(warmup_ratio * steps)`` warm-up steps); these pieces are
+    :mod:`lmbook.loop`'s. After each epoch the model is evaluated on ``val``.
 
     Args:
         model: maps ``input_ids``, ``token_type_ids``, ``attention_mask`` (``(B, T)`` each) to ``(B, K)`` logits,
@@ -417,30 +354,28 @@ def finetune(
         train: ``(texts, labels)``: ``N`` strings and integer labels of shape ``(N,)``.
         val: optional ``(texts, labels)`` to evaluate after each epoch.
         config: a :class:`FinetuneConfig`; by default :meth:`FinetuneConfig.cpu`.
-        device: a ``torch.device`` or name; None picks one with :func:`lmbook.device.device` (CUDA, MPS, CPU).
+        device: a ``torch.device`` or name; None: where the model is (:func:`lmbook.device.training_device`).
+            To use a GPU, pass ``device=lmbook.device()``.
         progress: show a progress bar and print one line per epoch.
 
     Returns:
         A :class:`FinetuneLog`.
     """
-    from lmbook.device import device as pick_device
-
     config = FinetuneConfig.cpu() if config is None else config
-    dev = pick_device(verbose=False) if device is None else torch.device(device)
+    dev = training_device(model, device)
     texts, labels = train
     enc = _encode(tokenizer, texts, config.max_length)
     n = enc["input_ids"].shape[0]
     num_labels = getattr(model, "num_labels", None)
     y = _labels(labels, n, num_labels, "train labels")
     model.to(dev)
-    amp_dtype = _amp_dtype(config.amp, dev)
-    scaler = torch.amp.GradScaler(dev.type) if amp_dtype == torch.float16 else None
+    amp_dtype = autocast_dtype(dev, config.amp)
+    scaler = make_scaler(amp_dtype, dev)
 
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = config.epochs * steps_per_epoch
-    warmup = min(round(config.warmup_ratio * total), total - 1)
-    opt = _adamw(_param_groups(model, config.weight_decay), config.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: linear_warmup_decay(step, total, warmup))
+    opt = make_optimizer(model, "adamw", config.lr, config.weight_decay)
+    schedule = make_scheduler(opt, total, config.warmup_ratio, decay="linear")
     order_rng = torch.Generator().manual_seed(config.seed)  # batch order, on the CPU whatever the device
     losses, lrs, norms, epoch_loss, val_acc, val_f1 = [], [], [], [], [], []
     train_seconds = 0.0
@@ -450,7 +385,7 @@ def finetune(
     bar = _progress_bar(total, progress)
     start_run = time.perf_counter()
     # Dropout draws from torch's global generator: a private, seeded copy makes the run reproducible.
-    with _threads(config.threads), private_seed(config.seed, devices=[dev]):
+    with cpu_threads(config.threads), private_seed(config.seed, devices=[dev]):
         for epoch in range(config.epochs):
             model.train()
             start = time.perf_counter()
@@ -458,26 +393,13 @@ def finetune(
             for first in range(0, n, config.batch_size):
                 idx = order[first : first + config.batch_size]
                 batch, target = _take(enc, idx, dev), y[idx].to(dev)
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                with autocast(dev, amp_dtype):
                     logits = model(**batch)  # (B, K)
                 loss = F.cross_entropy(logits.float(), target)
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-                else:
-                    loss.backward()
-                max_norm = math.inf if config.max_grad_norm is None else config.max_grad_norm
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # returns the norm before
-                lrs.append(opt.param_groups[0]["lr"])
-                if scaler is not None:
-                    scaler.step(opt)  # skipped when the gradients overflowed
-                    scaler.update()
-                else:
-                    opt.step()
-                schedule.step()
+                lrs.append(current_lr(opt))
+                max_norm = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: measure only
+                norms.append(optimizer_step(loss, model, opt, schedule, scaler, max_norm))  # the norm before clipping
                 losses.append(loss.item())
-                norms.append(float(norm))
                 if bar is not None:
                     bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs}, loss {losses[-1]:.4f}", refresh=False)
                     bar.update(1)
@@ -539,7 +461,7 @@ def predict_proba(
         texts: ``N`` strings. batch_size: sentences per forward pass. max_length: truncation length.
         device: where to run; None: where the model's parameters are.
     """
-    dev = _device_of(model) if device is None else torch.device(device)
+    dev = training_device(model) if device is None else torch.device(device)
     model.to(dev).eval()
     logits = _batched_outputs(lambda batch: model(**batch), tokenizer, texts, batch_size, max_length, dev)
     return torch.softmax(logits.double(), dim=1).numpy()
@@ -590,7 +512,7 @@ def embed(
         tokenizer, texts, batch_size, max_length, device: as for :func:`predict_proba`.
     """
     encoder = bert.bert if isinstance(bert, BertClassifier) else bert
-    dev = _device_of(encoder) if device is None else torch.device(device)
+    dev = training_device(encoder) if device is None else torch.device(device)
     encoder.to(dev).eval()
     vectors = _batched_outputs(
         lambda batch: sentence_vectors(encoder, **batch, pooling=pooling), tokenizer, texts, batch_size, max_length, dev
@@ -615,7 +537,7 @@ def embed_layers(
     encoder = bert.bert if isinstance(bert, BertClassifier) else bert
     if not hasattr(encoder, "hidden_states"):
         raise TypeError(f"{type(encoder).__name__} has no hidden_states method; use lmbook.bert.BertModel")
-    dev = _device_of(encoder) if device is None else torch.device(device)
+    dev = training_device(encoder) if device is None else torch.device(device)
     encoder.to(dev).eval()
 
     def pooled_layers(batch) -> torch.Tensor:  # (B, L + 1, C)

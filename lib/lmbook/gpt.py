@@ -1,4 +1,4 @@
-"""A small GPT: a decoder-only transformer that predicts the next token, its training loop, and sampling.
+"""A small GPT: a decoder-only transformer that predicts the next token, its training call, and sampling.
 
 Introduced in chapter 7, Attention and the Transformer. The model is the architecture of GPT-2 at toy size:
 
@@ -14,25 +14,24 @@ position's logits, optionally sharpened or flattened by a **temperature** and re
 likely tokens.
 
 :class:`GPTConfig` has two presets: :meth:`GPTConfig.cpu` trains in well under a minute on two CPU cores, and
-:meth:`GPTConfig.gpu` is the "full" model of the chapter's GPU cell.
+:meth:`GPTConfig.gpu` is the "full" model of the chapter's GPU cell. :func:`train_gpt` trains it with the
+loop of :mod:`lmbook.language_model` (any next-token model), configured by an
+:class:`~lmbook.language_model.LMTrainConfig` with the matching presets.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbook.device import autocast_dtype
+from lmbook.language_model import LMTrainConfig, TrainLog, train_lm
 from lmbook.positional import LearnedPositionalEmbedding
-from lmbook.schedules import warmup_cosine
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
-from lmbook.text import get_batch
 from lmbook.transformer import GELU_VARIANTS, LayerNorm, TransformerBlock, TransformerConfig, check_sizes
 
 
@@ -194,162 +193,24 @@ class GPT(nn.Module):
         return idx
 
 
-@dataclass
-class TrainLog:
-    """What :func:`train_gpt` measured.
+def train_gpt(model: GPT, data, config: LMTrainConfig | None = None, device=None, verbose: bool = False) -> TrainLog:
+    """Train a :class:`GPT` in place on random windows of a token sequence: :func:`lmbook.language_model.train_lm`.
 
-    Attributes:
-        steps: the steps (1-based) at which the losses were measured.
-        train_loss: mean training loss over the steps since the previous measurement.
-        val_loss: validation loss at those steps (empty without validation data).
-        seconds: wall-clock time of the training steps (evaluation excluded).
-        tokens: tokens processed by the training steps (``steps * batch_size * max_len``).
-        tokens_per_second: ``tokens / seconds``.
-        lr: the learning rate of every step.
-    """
-
-    steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    tokens: int = 0
-    tokens_per_second: float = 0.0
-    lr: list[float] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        last = f"train_loss={self.train_loss[-1]:.3f}" if self.train_loss else "no steps"
-        if self.val_loss:
-            last += f", val_loss={self.val_loss[-1]:.3f}"
-        return (
-            f"TrainLog(steps={self.steps[-1] if self.steps else 0}, {last}, {self.seconds:.1f} s, "
-            f"{self.tokens_per_second:,.0f} tokens/s)"
-        )
-
-
-@torch.no_grad()
-def evaluate_loss(model: GPT, data: torch.Tensor, batch_size: int = 32, max_batches: int | None = 8) -> float:
-    """Mean next-token loss of ``model`` on ``data`` (1-d token ids), over consecutive non-overlapping windows.
-
-    Deterministic: the windows start at ``0, T, 2T, ...`` with ``T = model.config.max_len``; at most
-    ``max_batches`` batches of ``batch_size`` windows are used (None: all of ``data``). Evaluation mode meanwhile.
-    """
-    check_shape(data, ("N",), "data")
-    T = model.config.max_len
-    n_windows = (len(data) - 1) // T
-    if n_windows < 1:
-        raise ValueError(f"data has {len(data)} tokens, too few for one window of {T} + 1")
-    if max_batches is not None:
-        n_windows = min(n_windows, batch_size * max_batches)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for first in range(0, n_windows, batch_size):
-            starts = torch.arange(first, min(first + batch_size, n_windows)) * T  # (b,)
-            index = starts[:, None] + torch.arange(T)[None, :]  # (b, T)
-            x, y = data[index].to(device), data[index + 1].to(device)
-            total += model.loss(x, y).item() * len(starts)
-            count += len(starts)
-    finally:
-        model.train(was_training)
-    return total / count
-
-
-def train_gpt(
-    model: GPT,
-    data,
-    *,
-    steps: int = 600,
-    batch_size: int = 16,
-    lr: float = 5e-3,
-    device=None,
-    amp_dtype: torch.dtype | None = None,
-    log_every: int = 100,
-    warmup_steps: int | None = None,
-    weight_decay: float = 0.1,
-    grad_clip: float = 1.0,
-    eval_batches: int = 8,
-    seed: int = 0,
-    verbose: bool = False,
-) -> TrainLog:
-    """Train a :class:`GPT` in place on random windows of a token sequence with AdamW; measure as it goes.
-
-    Each step draws ``batch_size`` windows of ``max_len`` tokens (:func:`lmbook.text.get_batch`), takes one
-    AdamW step on the mean next-token loss with the gradient norm clipped to ``grad_clip``, and follows a
-    warm-up + cosine learning-rate schedule (:func:`lmbook.schedules.warmup_cosine`, down to ``lr / 10``).
-    Weight decay applies to the weight matrices of the linear layers only, not to biases, layer norms or
-    embeddings. Every ``log_every`` steps, and after the last, it records
-    the mean training loss since the previous record and the validation loss (:func:`evaluate_loss`).
+    The windows are ``model.config.max_len`` tokens long unless ``config.window`` says otherwise. Each step is one
+    AdamW step (weight decay on the weight matrices only, :func:`lmbook.loop.param_groups`) with the gradient
+    norm clipped, a linear warm-up and a cosine decay to a tenth of the peak rate, and mixed precision on a GPU.
 
     Args:
         model: the model, trained in place (moved to ``device``).
         data: ``(train, val)`` 1-d tensors of token ids (as from :func:`lmbook.text.train_val_split_tokens`), or
             just ``train``.
-        steps, batch_size, lr: the optimisation. device: where to train; the model's device when None.
-        amp_dtype: mixed precision with ``torch.autocast``: None picks :func:`lmbook.device.autocast_dtype`
-            (bfloat16 or float16 on a GPU, nothing on the CPU); ``torch.float32`` turns it off.
-        log_every: steps between measurements. warmup_steps: ``steps // 20`` when None.
-        weight_decay, grad_clip: AdamW's decoupled weight decay; the gradient-norm limit (None: no clipping).
-        eval_batches: batches of the validation estimate. seed: seeds the batches and dropout.
-        verbose: print a line at every measurement.
+        config: an :class:`lmbook.language_model.LMTrainConfig`: :meth:`~LMTrainConfig.cpu` (the default) for
+            :meth:`GPTConfig.cpu`, :meth:`~LMTrainConfig.gpu` for :meth:`GPTConfig.gpu`.
+        device: where to train; where the model is when None. verbose: print a line at every measurement.
 
     Returns:
-        A :class:`TrainLog`, including the measured training speed in tokens per second.
+        A :class:`lmbook.language_model.TrainLog`, including the measured training speed in tokens per second.
     """
-    train, val = data if isinstance(data, tuple | list) else (data, None)
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    model.to(device)
-    amp_dtype = autocast_dtype(device) if amp_dtype is None else amp_dtype
-    use_amp = amp_dtype is not None and amp_dtype != torch.float32
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-    warmup = max(1, steps // 20) if warmup_steps is None else warmup_steps
-    generator = torch.Generator().manual_seed(seed)
-    seq_len = model.config.max_len
-    log = TrainLog()
-    running, since = 0.0, 0
-    model.train()
-    with private_seed(seed, devices=[device]):  # dropout masks
-        for step in range(steps):
-            start = time.perf_counter()
-            step_lr = warmup_cosine(step, lr, min(warmup, steps - 1), steps, min_lr=lr / 10)
-            for group in optimizer.param_groups:
-                group["lr"] = step_lr
-            x, y = get_batch(train, batch_size, seq_len, generator, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = model.loss(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            running += loss.item()  # .item() waits for the GPU, so the timing below is honest
-            since += 1
-            log.seconds += time.perf_counter() - start
-            log.lr.append(step_lr)
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                log.steps.append(step + 1)
-                log.train_loss.append(running / since)
-                running, since = 0.0, 0
-                if val is not None:
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                        log.val_loss.append(evaluate_loss(model, val, batch_size, eval_batches))
-                if verbose:
-                    print(_progress_line(log))
-    log.tokens = steps * batch_size * seq_len
-    log.tokens_per_second = log.tokens / max(log.seconds, 1e-9)
-    return log
-
-
-def _progress_line(log: TrainLog) -> str:
-    """One line for the latest measurement of a :class:`TrainLog`: step, losses, elapsed time."""
-    line = f"step {log.steps[-1]:5d}  train loss {log.train_loss[-1]:.3f}"
-    if log.val_loss:
-        line += f"  val loss {log.val_loss[-1]:.3f}"
-    return line + f"  ({log.seconds:.1f} s)"
+    if not isinstance(model, GPT):
+        raise TypeError(f"train_gpt trains a lmbook.gpt.GPT, got {type(model).__name__}; use train_lm for others")
+    return train_lm(model, data, config, device=device, verbose=verbose)

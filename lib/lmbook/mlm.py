@@ -16,22 +16,24 @@ sentence that followed A (50%) or a random one (50%)? :func:`nsp_pairs` builds s
 
 :class:`BertForMaskedLM` puts BERT's MLM head (a dense layer, GELU, layer norm, then an output layer that
 shares its weight with the token embeddings) on a :class:`lmbook.bert.BertModel`; :func:`pretrain_mlm` trains
-it and :func:`fill_mask` lists its guesses for each ``[MASK]`` of a text.
+it (configured by an :class:`MLMTrainConfig`, with a CPU and a GPU preset) and :func:`fill_mask` lists its
+guesses for each ``[MASK]`` of a text.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lmbook.bert import BertConfig, BertModel, bert_name_map
-from lmbook.schedules import warmup_cosine
+from lmbook.device import AMP_CHOICES, autocast_dtype, training_device
+from lmbook.loop import autocast, cpu_threads, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step
 from lmbook.seeding import private_seed
-from lmbook.testing import check_shape
+from lmbook.testing import check_choice, check_shape
 from lmbook.transformer import LayerNorm
 from lmbook.wordpiece import WordPieceTokenizer
 
@@ -283,86 +285,131 @@ def mlm_loss(
     return total / count
 
 
+@dataclass(frozen=True)
+class MLMTrainConfig:
+    """Everything :func:`pretrain_mlm` needs to know besides the model, the texts and the tokenizer.
+
+    Attributes:
+        steps: optimiser steps. batch_size: texts per step. lr: peak learning rate of AdamW.
+        max_length: truncate texts to this many tokens (special tokens included). p: masking probability.
+        warmup_ratio: share of the steps spent warming up (:func:`lmbook.schedules.linear_warmup_decay`); then a
+            cosine decay down to ``min_lr_factor * lr``.
+        weight_decay: AdamW's decoupled weight decay, by the rule of :func:`lmbook.loop.param_groups`.
+        max_grad_norm: clip the gradient to this total norm; None turns clipping off.
+        amp: mixed precision, as :func:`lmbook.device.autocast_dtype` (``"auto"``: bfloat16 or float16 on a GPU,
+            none on the CPU). seed: seeds the batches, the masks and dropout.
+        threads: CPU threads for the run (None: unchanged).
+    """
+
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    max_length: int = 64
+    p: float = 0.15
+    warmup_ratio: float = 0.1
+    min_lr_factor: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    amp: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be at least 1, got {self.steps} and {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.max_length < 3:
+            raise ValueError(f"max_length must leave room for [CLS], a token and [SEP], got {self.max_length}")
+        if not 0.0 < self.p < 1.0:
+            raise ValueError(f"p must be in (0, 1), got {self.p}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 <= self.min_lr_factor <= 1.0:
+            raise ValueError(f"min_lr_factor must be in [0, 1], got {self.min_lr_factor}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {self.max_grad_norm}")
+        check_choice(self.amp, AMP_CHOICES, "amp")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (or None), got {self.threads}")
+
+    @classmethod
+    def cpu(cls, **overrides) -> MLMTrainConfig:
+        """The CPU size: 300 steps of 16 sentences at a peak rate of 3e-3 for ``BertConfig.tiny`` (about 2M
+        parameters), under half a minute on one thread."""
+        return replace(cls(steps=300, batch_size=16, lr=3e-3, threads=1), **overrides)
+
+    @classmethod
+    def gpu(cls, **overrides) -> MLMTrainConfig:
+        """The GPU size: 4000 steps of 64 sentences at 1e-3, for a model of about 11M parameters."""
+        return replace(cls(steps=4000, batch_size=64, lr=1e-3), **overrides)
+
+
 def pretrain_mlm(
     model: BertForMaskedLM,
     texts: list[str],
     tokenizer: WordPieceTokenizer,
-    steps: int = 200,
-    batch_size: int = 16,
-    lr: float = 1e-3,
+    config: MLMTrainConfig | None = None,
     *,
-    max_length: int = 64,
-    p: float = 0.15,
-    warmup_steps: int | None = None,
-    weight_decay: float = 0.01,
-    grad_clip: float = 1.0,
     eval_texts: list[str] | None = None,
-    seed: int = 0,
     device=None,
     verbose: bool = False,
 ) -> MLMLog:
     """Pre-train ``model`` in place with the masked-language-model objective on random batches of ``texts``.
 
-    Each step draws ``batch_size`` texts, pads them (:meth:`WordPieceTokenizer.batch_encode`), masks them afresh
-    with :func:`mask_tokens` (dynamic masking: a text gets new masks each time it is drawn), and takes one AdamW
-    step with gradient clipping and a warm-up + cosine schedule (:func:`lmbook.schedules.warmup_cosine`).
+    Each step draws ``batch_size`` texts, pads them, masks them afresh with :func:`mask_tokens` (dynamic
+    masking: a text gets new masks each time it is drawn), and takes one AdamW step with the pieces of
+    :mod:`lmbook.loop`: gradient clipping, a linear warm-up and a cosine decay, mixed precision on a GPU.
 
     Args:
         model: a :class:`BertForMaskedLM`, trained in place (moved to ``device``).
         texts: the training texts (sentences or short paragraphs). tokenizer: the model's tokenizer.
-        steps, batch_size, lr: the optimisation. max_length: truncate texts to this many tokens.
-        p: masking probability. warmup_steps: ``steps // 10`` when None. weight_decay: AdamW's, on weight
-            matrices only. grad_clip: gradient-norm limit (None: none). eval_texts: held-out texts whose
-            :func:`mlm_loss` is measured before and after. seed: seeds batches, masks and dropout.
-        device: where to train (the model's device when None). verbose: print the loss every tenth of the run.
+        config: an :class:`MLMTrainConfig`; :meth:`MLMTrainConfig.cpu` when None.
+        eval_texts: held-out texts whose :func:`mlm_loss` is measured before and after.
+        device: where to train: :func:`lmbook.device.training_device`'s rule (None: where the model is).
+        verbose: print the loss every tenth of the run.
 
     Returns:
         An :class:`MLMLog`.
     """
     if not texts:
         raise ValueError("no training texts")
-    device = _device_of(model) if device is None else torch.device(device)
+    c = MLMTrainConfig.cpu() if config is None else config
+    device = training_device(model, device)
     model.to(device)
     log = MLMLog()
     if eval_texts:
-        log.eval_before = mlm_loss(model, tokenizer, eval_texts, max_length, p, seed)
-    encoded = [tokenizer.encode(t, max_length=max_length) for t in texts]  # tokenize once
-    decay = [q for n, q in model.named_parameters() if q.dim() >= 2 and "embeddings" not in n]
-    rest = [q for n, q in model.named_parameters() if not (q.dim() >= 2 and "embeddings" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr
-    )
-    warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
-    warmup = min(warmup, steps - 1)
-    generator = torch.Generator().manual_seed(seed)
+        log.eval_before = mlm_loss(model, tokenizer, eval_texts, c.max_length, c.p, c.seed)
+    encoded = [tokenizer.encode(t, max_length=c.max_length) for t in texts]  # tokenize once
+    amp_dtype = autocast_dtype(device, c.amp)
+    scaler = make_scaler(amp_dtype, device)
+    optimizer = make_optimizer(model, "adamw", c.lr, c.weight_decay)
+    scheduler = make_scheduler(optimizer, c.steps, c.warmup_ratio, "cosine", c.min_lr_factor)
+    generator = torch.Generator().manual_seed(c.seed)
     model.train()
     start = time.perf_counter()
-    with private_seed(seed):  # dropout
-        for step in range(steps):
-            rate = warmup_cosine(step, lr, warmup, steps, min_lr=lr / 10) if steps > 1 else lr
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            index = torch.randint(len(encoded), (batch_size,), generator=generator).tolist()
+    with cpu_threads(c.threads), private_seed(c.seed, devices=[device]):  # dropout
+        for step in range(c.steps):
+            index = torch.randint(len(encoded), (c.batch_size,), generator=generator).tolist()
             rows = [encoded[i] for i in index]
             T = max(len(e) for e in rows)
-            ids = torch.tensor([e.input_ids + [tokenizer.pad_id] * (T - len(e)) for e in rows])
-            attention = torch.tensor([e.attention_mask + [0] * (T - len(e)) for e in rows])
-            inputs, labels = mask_tokens(ids, tokenizer, p=p, generator=generator)
-            loss = model.loss(inputs.to(device), labels.to(device), attention_mask=attention.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            ids = torch.tensor([e.input_ids + [tokenizer.pad_id] * (T - len(e)) for e in rows])  # (B, T)
+            attention = torch.tensor([e.attention_mask + [0] * (T - len(e)) for e in rows])  # (B, T)
+            inputs, labels = mask_tokens(ids, tokenizer, p=c.p, generator=generator)
+            log.lr.append(current_lr(optimizer))
+            with autocast(device, amp_dtype):
+                loss = model.loss(inputs.to(device), labels.to(device), attention_mask=attention.to(device))
+            optimizer_step(loss, model, optimizer, scheduler, scaler, c.max_grad_norm)
             log.losses.append(loss.item())
-            log.lr.append(rate)
             log.tokens += int(attention.sum())
-            if verbose and ((step + 1) % max(1, steps // 10) == 0 or step == steps - 1):
-                print(f"step {step + 1:5d}  loss {log.losses[-1]:.3f}  lr {rate:.2e}")
+            if verbose and ((step + 1) % max(1, c.steps // 10) == 0 or step == c.steps - 1):
+                print(f"step {step + 1:5d}  loss {log.losses[-1]:.3f}  lr {log.lr[-1]:.2e}")
     log.seconds = time.perf_counter() - start
     model.eval()
     if eval_texts:
-        log.eval_after = mlm_loss(model, tokenizer, eval_texts, max_length, p, seed)
+        log.eval_after = mlm_loss(model, tokenizer, eval_texts, c.max_length, c.p, c.seed)
     return log
 
 

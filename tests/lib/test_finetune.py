@@ -26,11 +26,11 @@ from lmbook.finetune import (
     embed_layers,
     evaluate,
     finetune,
-    linear_warmup_decay,
     mean_pool,
     predict_proba,
     sentence_vectors,
 )
+from lmbook.schedules import linear_warmup_decay
 from lmbook.sentiment import SPLITS, load_sentiment
 from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
 
@@ -79,19 +79,6 @@ def trained(tokenizer, data):
 
 
 # ----- the schedule -------------------------------------------------------------------------------------------
-
-
-def test_schedule_values_by_hand():
-    factors = [linear_warmup_decay(s, total=10, warmup=4) for s in range(11)]
-    assert_close(factors, [0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0])
-    assert [linear_warmup_decay(s, total=4, warmup=0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
-    # No training step is wasted with a learning rate of 0, and the peak is exactly 1.
-    for total, warmup in ((7, 1), (100, 10), (57, 6)):
-        f = np.array([linear_warmup_decay(s, total, warmup) for s in range(total)])
-        assert f.min() > 0 and f.max() == 1.0 and np.argmax(f) == max(warmup - 1, 0)
-    for bad in (dict(step=-1, total=10, warmup=2), dict(step=0, total=10, warmup=10), dict(step=0, total=0, warmup=0)):
-        with pytest.raises(ValueError):
-            linear_warmup_decay(**bad)
 
 
 def test_schedule_through_lambda_lr_and_finetune(tokenizer, data):

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lmbook.gpt import GPT, GPTConfig, TrainLog, evaluate_loss, train_gpt
+from lmbook.gpt import GPT, GPTConfig, train_gpt
+from lmbook.language_model import LMTrainConfig, TrainLog, evaluate_loss
 from lmbook.testing import ShapeError
 
 SMALL = GPTConfig(23, max_len=12, d_model=16, n_layers=2, n_heads=2)
@@ -75,10 +76,7 @@ def trained():
     """A small model trained briefly on a repeating pattern, so that its predictions are not uniform."""
     pattern = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 4, 6] * 40)
     model = GPT(GPTConfig(9, max_len=12, d_model=16, n_layers=1, n_heads=2))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    train_gpt(model, pattern, steps=150, batch_size=8, lr=1e-2, log_every=150)
-    torch.set_num_threads(threads)
+    train_gpt(model, pattern, LMTrainConfig.cpu(steps=150, batch_size=8, lr=1e-2, log_every=150))
     return model, pattern
 
 
@@ -126,7 +124,8 @@ def test_train_log_and_reproducibility():
     logs = []
     for _ in range(2):
         model = GPT(SMALL)
-        logs.append(train_gpt(model, (data[:1800], data[1800:]), steps=10, batch_size=4, lr=1e-3, log_every=4))
+        config = LMTrainConfig.cpu(steps=10, batch_size=4, lr=1e-3, log_every=4)
+        logs.append(train_gpt(model, (data[:1800], data[1800:]), config))
     log = logs[0]
     assert isinstance(log, TrainLog)
     assert log.steps == [4, 8, 10] and len(log.train_loss) == len(log.val_loss) == 3 and len(log.lr) == 10

@@ -14,7 +14,16 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from lmbook.bert import BertConfig, BertModel, load_hf_weights, offline_model_path
-from lmbook.mlm import IGNORE_INDEX, BertForMaskedLM, fill_mask, mask_tokens, mlm_loss, nsp_pairs, pretrain_mlm
+from lmbook.mlm import (
+    IGNORE_INDEX,
+    BertForMaskedLM,
+    MLMTrainConfig,
+    fill_mask,
+    mask_tokens,
+    mlm_loss,
+    nsp_pairs,
+    pretrain_mlm,
+)
 from lmbook.testing import ShapeError
 from lmbook.text import book_corpus
 from lmbook.wordpiece import WordPieceTokenizer
@@ -142,8 +151,10 @@ def test_tiny_bert_pretraining_lowers_the_mlm_loss(tokenizer):
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", book_corpus()) if len(s.split()) >= 6]
     train, held_out = sentences[:-40], sentences[-40:]
     model = BertForMaskedLM(BertConfig.tiny(tokenizer.vocab_size, dropout=0.0))
-    log = pretrain_mlm(model, train, tokenizer, steps=30, batch_size=16, lr=3e-3, max_length=48, eval_texts=held_out)
-    assert len(log.losses) == 30 and log.tokens > 0
+    config = MLMTrainConfig.cpu(steps=30, max_length=48)
+    log = pretrain_mlm(model, train, tokenizer, config, eval_texts=held_out)
+    assert len(log.losses) == len(log.lr) == 30 and log.tokens > 0
+    assert log.lr[0] == pytest.approx(3e-3 / 3) and max(log.lr) == pytest.approx(3e-3)  # 3 warm-up steps
     assert log.eval_before > 9.5  # about ln(30522) = 10.3 at the start: a uniform guess
     assert log.eval_after < log.eval_before - 2.0, log
     assert mlm_loss(model, tokenizer, held_out, max_length=48) == pytest.approx(log.eval_after)
