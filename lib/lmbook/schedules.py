@@ -10,6 +10,10 @@ and ``schedule(step, base_lr, ...)`` is the learning rate that step uses. In a t
 This equals PyTorch's convention where the scheduler's ``.step()`` is called after each optimiser step: the
 learning rate of step ``k`` is what the scheduler shows after ``k`` calls. The tests check each schedule against
 its ``torch.optim.lr_scheduler`` counterpart.
+
+The book's training loops from chapter 7 on (:mod:`lmbook.loop`) all use one of them,
+:func:`linear_warmup_decay`: a factor of the peak rate, with a linear warm-up that never wastes a step at rate 0,
+then a linear (fine-tuning) or cosine (pre-training) decay.
 """
 
 from __future__ import annotations
