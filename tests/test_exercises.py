@@ -4,7 +4,7 @@ For each set, generated from its master notebook:
 
 * the committed student notebook and public tests are fresh, and generating is deterministic;
 * the student notebook starts with the set-up cell and a grader that reads the tests shipped in lmbook;
-* graded by tools/grade.py (a process per submission, with time limits), the solutions score full marks and
+* graded by tools/grade.py (a kernel per submission, with time limits), the solutions score full marks and
   the untouched student notebook scores zero on every question without an error;
 * every typical mistake recorded in the master notebook (raw cells starting with ``# IGNORE``, see
   docs/exercises.md) fails its question in a *public* test, so a learner sees it, with a message that
@@ -217,12 +217,12 @@ def generated():
 
 @pytest.fixture(scope="session")
 def graded(generated, tmp_path_factory):
-    """Every variant of every exercise set, graded in one run of tools/grade.py (2 at a time)."""
+    """Every variant of every exercise set, graded once, in one run of tools/grade.py (one job per core)."""
     folder = tmp_path_factory.mktemp("submissions")
     plans = {name: write_submissions(name, read_master(name), generated[name], folder) for name in SETS}
     nbformat.write(nbformat.v4.new_notebook(), folder / "stray.ipynb")  # belongs to no exercise set
     results = grade.grade_folder(
-        folder, out=tmp_path_factory.mktemp("grades"), jobs=2, timeout=300, cell_timeout=20, quiet=True
+        folder, out=tmp_path_factory.mktemp("grades"), timeout=300, cell_timeout=20, quiet=True
     )
     by_file = {r["file"]: r for r in results}
     graded = {

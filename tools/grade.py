@@ -2,9 +2,12 @@
 
     python tools/grade.py SUBMISSIONS [--out DIR] [--jobs N] [--timeout S] [--cell-timeout S] [--tests DIR]
 
-Every ``*.ipynb`` under SUBMISSIONS is graded in a process of its own, by otter-grader with the *full* tests
-of its exercise set (public and hidden), built fresh from the master notebook in exercises/source/. The
-exercise set is read from the notebook's metadata (``otter.assignment_name``), or else from its file name.
+Every ``*.ipynb`` under SUBMISSIONS is executed in a Jupyter kernel of its own (a fresh process, in a scratch
+folder of its own) and graded by otter-grader with the *full* tests of its exercise set (public and hidden),
+built fresh from the master notebook in exercises/source/. The exercise set is read from the notebook's
+metadata (``otter.assignment_name``), or else from its file name. ``--jobs`` grader processes (default: one
+per core) take the submissions one after another; each has imported otter once, so a submission costs a
+kernel and its own cells, not another start of the grader.
 
 Time limits, from the inside out: every call of a student's function in a test has its own limit (see
 ``lmbook.grading``); every notebook cell is interrupted after ``--cell-timeout`` seconds (a runaway cell
@@ -24,16 +27,19 @@ import importlib.util
 import json
 import os
 import pathlib
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "_build" / "grades"
+DEFAULT_JOBS = os.cpu_count() or 1
 
 
 def _exercises():
@@ -71,20 +77,36 @@ def _results_to_dict(results) -> dict[str, Any]:
     return {"questions": questions, "error": None if error is None else f"{type(error).__name__}: {error}"}
 
 
+# Importing nbformat imports jsonschema, which, when the optional package rfc3987-syntax is installed (Jupyter
+# pulls it in), compiles a Lark grammar for checking IRIs at import time: about 4 s of CPU in every process, the
+# largest single cost of grading a submission. Nothing here validates IRIs, so the grader's process and each
+# submission's kernel hide that package (jsonschema then simply skips the "iri" format).
+_SLOW_OPTIONAL_MODULE = "rfc3987_syntax"
+_HIDE_IN_KERNEL = f"--IPKernelApp.exec_lines=import sys; sys.modules.setdefault({_SLOW_OPTIONAL_MODULE!r}, None)"
+
+
+_ORIGINAL: dict[str, type] = {}
+
+
 def grade_one(notebook: pathlib.Path, tests: pathlib.Path, cell_timeout: int) -> dict[str, Any]:
     """Execute ``notebook`` with otter-grader against every test in ``tests``; return the results as a dict.
 
     Runs in a scratch folder holding a copy of the notebook, so files a submission writes go nowhere.
     """
+    sys.modules.setdefault(_SLOW_OPTIONAL_MODULE, None)  # before nbformat is first imported
     import nbconvert.preprocessors
     from otter.execute import grade_notebook
 
-    class TimedExecutePreprocessor(nbconvert.preprocessors.ExecutePreprocessor):
+    # The original class: a worker grades many submissions, and each call of grade_one replaces it again.
+    base = _ORIGINAL.setdefault("ExecutePreprocessor", nbconvert.preprocessors.ExecutePreprocessor)
+
+    class TimedExecutePreprocessor(base):
         # otter builds its ExecutePreprocessor without a cell time limit; a cell with an endless loop would
         # hold the whole submission. This one interrupts such a cell and lets the remaining cells run.
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.timeout = cell_timeout
+            self.extra_arguments = [*self.extra_arguments, _HIDE_IN_KERNEL]
             self.interrupt_on_timeout = True
             self.error_on_timeout = {
                 "ename": "CellTimeoutError",
@@ -92,7 +114,7 @@ def grade_one(notebook: pathlib.Path, tests: pathlib.Path, cell_timeout: int) ->
                 "traceback": [],
             }
 
-    nbconvert.preprocessors.ExecutePreprocessor = TimedExecutePreprocessor
+    nbconvert.preprocessors.ExecutePreprocessor = TimedExecutePreprocessor  # what otter's grade_notebook imports
     home = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         work = pathlib.Path(scratch)
@@ -100,9 +122,7 @@ def grade_one(notebook: pathlib.Path, tests: pathlib.Path, cell_timeout: int) ->
         os.chdir(work)  # the kernel starts here; restored before the scratch folder is deleted
         test_files = sorted(str(p) for p in tests.glob("*.py"))
         try:
-            results = grade_notebook(
-                "submission.ipynb", tests_glob=test_files, test_dir=str(tests), cwd=str(work)
-            )
+            results = grade_notebook("submission.ipynb", tests_glob=test_files, test_dir=str(tests), cwd=str(work))
         except Exception as err:  # the submission broke the execution itself; report it, never crash
             if type(err).__name__ == "DeadKernelError":
                 reason = (
@@ -145,51 +165,111 @@ def exercise_set_of(notebook: pathlib.Path, known: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _run_child(
-    notebook: pathlib.Path, tests: pathlib.Path, timeout: int, cell_timeout: int
-) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="grade-result-") as tmp:
-        result_path = pathlib.Path(tmp) / "result.json"
+_DONE = "@@lmbook-grade-done@@"  # a worker prints this line when the result of its current job is written
+
+
+def _worker_loop(cell_timeout: int) -> None:
+    """The body of a worker process: grade the submission of each line of stdin, one after another.
+
+    A line is a JSON object ``{"notebook": ..., "tests": ..., "result": ...}``; the result goes to the file
+    ``result``, then the worker prints :data:`_DONE`. Importing nbconvert and otter, about a second of CPU,
+    happens once per worker instead of once per submission; each submission still runs in a kernel of its own.
+    """
+    for line in sys.stdin:
+        job = json.loads(line)
+        result = grade_one(pathlib.Path(job["notebook"]), pathlib.Path(job["tests"]), cell_timeout)
+        pathlib.Path(job["result"]).write_text(json.dumps(result), encoding="utf-8")
+        print(f"\n{_DONE}", flush=True)
+
+
+class _Worker:
+    """A grader process, started on first use, that grades submissions one at a time under a time limit.
+
+    The process runs in a session of its own: when a submission runs past its limit, the whole process group is
+    killed (its kernel, which notices that its parent is gone, exits too) and the next submission gets a fresh
+    worker. A worker that dies on its own is replaced in the same way.
+    """
+
+    def __init__(self, cell_timeout: int) -> None:
+        self.cell_timeout = cell_timeout
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+
+    def _start(self) -> None:
         cmd = [
             sys.executable,
             str(pathlib.Path(__file__).resolve()),
-            "--grade-one",
-            str(notebook),
-            "--tests",
-            str(tests),
-            "--result",
-            str(result_path),
+            "--worker",
             "--cell-timeout",
-            str(cell_timeout),
+            str(self.cell_timeout),
         ]
         env = dict(os.environ)
         # The lmbook of this repository matches the tests built from its sources.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "lib"), env.get("PYTHONPATH")) if p)
-        start = time.perf_counter()
-        # A session of its own, so that on timeout the kernel it started is killed along with it.
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True, text=True
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
         )
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return {
-                "status": "timeout",
-                "error": f"grading took longer than {timeout} s and was stopped",
-                "questions": {},
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        seconds = round(time.perf_counter() - start, 1)
-        if proc.returncode != 0 or not result_path.exists():
-            return {
-                "status": "error",
-                "error": f"the grader failed (exit status {proc.returncode}):\n" + log[-3000:],
-                "questions": {},
-                "seconds": seconds,
-            }
-        result = json.loads(result_path.read_text(encoding="utf-8"))
+        self.lines = queue.Queue()
+
+        def pump(stream, lines):
+            for line in stream:
+                lines.put(line)
+            lines.put(None)  # end of output: the worker exited
+
+        threading.Thread(target=pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def grade(self, notebook: pathlib.Path, tests: pathlib.Path, timeout: int) -> dict[str, Any]:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        start = time.perf_counter()
+        log: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="grade-result-") as tmp:
+            result_path = pathlib.Path(tmp) / "result.json"
+            job = {"notebook": str(notebook), "tests": str(tests), "result": str(result_path)}
+            try:
+                self.proc.stdin.write(json.dumps(job) + "\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass  # the worker died; its end of output below says so
+            while True:
+                try:
+                    line = self.lines.get(timeout=max(0.0, start + timeout - time.perf_counter()))
+                except queue.Empty:
+                    self.stop()
+                    return {
+                        "status": "timeout",
+                        "error": f"grading took longer than {timeout} s and was stopped",
+                        "questions": {},
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                if line is None or line.strip() == _DONE:
+                    break
+                log.append(line)
+            seconds = round(time.perf_counter() - start, 1)
+            if line is None or not result_path.exists():
+                status = self.proc.wait()
+                self.proc = None
+                return {
+                    "status": "error",
+                    "error": f"the grader failed (exit status {status}):\n" + "".join(log)[-3000:],
+                    "questions": {},
+                    "seconds": seconds,
+                }
+            result = json.loads(result_path.read_text(encoding="utf-8"))
         result["status"] = "error" if result.get("error") else "ok"
         result["seconds"] = seconds
         return result
@@ -198,7 +278,7 @@ def _run_child(
 def grade_folder(
     submissions: pathlib.Path,
     out: pathlib.Path | None = DEFAULT_OUT,
-    jobs: int = 2,
+    jobs: int = DEFAULT_JOBS,
     timeout: int = 600,
     cell_timeout: int = 60,
     tests: pathlib.Path | None = None,
@@ -247,11 +327,13 @@ def grade_folder(
                     "error": f"unknown exercise set; expected one of {', '.join(known)}",
                 }
             else:
-                result = _run_child(nb, folder, timeout, cell_timeout)
+                if not hasattr(local, "worker"):
+                    local.worker = _Worker(cell_timeout)
+                    workers.append(local.worker)
+                result = local.worker.grade(nb, folder, timeout)
                 if not result["questions"]:  # nothing was graded: every question scores 0 of its points
                     result["questions"] = {
-                        q: {"score": 0.0, "possible": p, "cases": []}
-                        for q, p in possible_points(folder).items()
+                        q: {"score": 0.0, "possible": p, "cases": []} for q, p in possible_points(folder).items()
                     }
             result["file"], result["exercise_set"] = rel, name
             result["score"] = sum(q["score"] for q in result["questions"].values())
@@ -263,8 +345,13 @@ def grade_folder(
                 )
             return result
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(work, plan))
+        local, workers = threading.local(), []  # one worker process per thread of the pool
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                results = list(pool.map(work, plan))
+        finally:
+            for worker in workers:
+                worker.stop()
     if out is not None:
         write_reports(results, out)
     return results
@@ -316,26 +403,20 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", nargs="?", type=pathlib.Path, help="folder of submitted notebooks")
+    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
     parser.add_argument(
-        "--out", type=pathlib.Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="submissions in parallel"
+        "--jobs", type=int, default=DEFAULT_JOBS, help=f"submissions in parallel (default {DEFAULT_JOBS}, one per core)"
     )
     parser.add_argument("--timeout", type=int, default=600, help="seconds for one whole submission")
     parser.add_argument("--cell-timeout", type=int, default=60, help="seconds for one notebook cell")
     parser.add_argument("--tests", type=pathlib.Path, help="use these test files instead of building them")
-    parser.add_argument("--grade-one", type=pathlib.Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=pathlib.Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.grade_one is not None:  # the child process of _run_child
-        result = grade_one(args.grade_one.resolve(), args.tests.resolve(), args.cell_timeout)
-        args.result.write_text(json.dumps(result), encoding="utf-8")
+    if args.worker:  # a grader process started by _Worker
+        _worker_loop(args.cell_timeout)
         return 0
     if args.submissions is None or not args.submissions.is_dir():
         parser.error("give the folder of submissions, e.g. make grade SUBMISSIONS=path/to/folder")
