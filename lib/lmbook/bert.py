@@ -34,13 +34,7 @@ import torch
 from torch import nn
 
 from lmbook.checkpoint import LoadReport, load_mapped, read_state_dict
-from lmbook.hub import (  # noqa: F401 (hub_model_path: lmbook.bert.hub_model_path is how chapter 8 imports it)
-    BERT_FILES,
-    DEFAULT_TIMEOUT,
-    hub_model_path,
-    offline_model_path,
-    resolve_hub_model,
-)
+from lmbook.hub import BERT_FILES, DEFAULT_TIMEOUT, offline_model_path, resolve_hub_model
 from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.seeding import private_seed
 from lmbook.testing import check_shape

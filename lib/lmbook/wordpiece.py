@@ -182,7 +182,7 @@ class WordPieceTokenizer:
     """BERT's tokenizer: :func:`basic_tokenize`, then :func:`wordpiece`, then ids and special tokens.
 
     Args:
-        vocab_path: a ``vocab.txt`` file (e.g. ``lmbook.bert.offline_model_path() / "vocab.txt"``).
+        vocab_path: a ``vocab.txt`` file (e.g. ``lmbook.hub.offline_model_path() / "vocab.txt"``).
         lower: lower-case and strip accents (True for uncased models).
 
     Attributes:

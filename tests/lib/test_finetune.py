@@ -314,7 +314,7 @@ def test_embed_layers_is_every_layer_mean_pooled(trained, tokenizer, data):
 def test_embed_layers_of_minilm_match_hugging_face_hidden_states():
     from transformers import BertModel as HFModel
 
-    from lmbook.bert import offline_model_path
+    from lmbook.hub import offline_model_path
 
     bert, tok, source = load_pretrained("minilm")
     assert source == "minilm"

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lmbook.bert import BertConfig, BertModel, load_hf_weights, offline_model_path
+from lmbook.bert import BertConfig, BertModel, load_hf_weights
+from lmbook.hub import offline_model_path
 from lmbook.mlm import (
     IGNORE_INDEX,
     BertForMaskedLM,

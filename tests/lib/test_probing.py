@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lmbook.attention import attention_maps
-from lmbook.bert import BertConfig, BertModel, offline_model_path
+from lmbook.bert import BertConfig, BertModel
 from lmbook.finetune import BertClassifier, predict_proba
+from lmbook.hub import offline_model_path
 from lmbook.probing import attention_change, attention_share, parameter_group, relative_change, word_occlusion
 from lmbook.wordpiece import WordPieceTokenizer
 

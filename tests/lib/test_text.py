@@ -82,7 +82,7 @@ def test_unigram_loss():
 
 
 def test_token_ids_from_either_tokenizer():
-    from lmbook.bert import offline_model_path
+    from lmbook.hub import offline_model_path
     from lmbook.text import token_ids
     from lmbook.wordpiece import WordPieceTokenizer
 

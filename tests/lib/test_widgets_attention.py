@@ -89,8 +89,9 @@ def test_attention_viewer_rejects_bad_settings_without_changing_anything(model, 
 
 
 def test_attention_viewer_on_a_bert_classifier_with_wordpiece_tokens():
-    from lmbook.bert import BertConfig, BertModel, offline_model_path
+    from lmbook.bert import BertConfig, BertModel
     from lmbook.finetune import BertClassifier
+    from lmbook.hub import offline_model_path
     from lmbook.wordpiece import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer(offline_model_path() / "vocab.txt")

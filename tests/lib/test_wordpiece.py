@@ -9,7 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # never touch the network: the model folder 
 import pytest
 import torch
 
-from lmbook.bert import offline_model_path
+from lmbook.hub import offline_model_path
 from lmbook.wordpiece import WordPieceTokenizer, basic_tokenize, load_vocab, wordpiece
 
 transformers = pytest.importorskip("transformers")

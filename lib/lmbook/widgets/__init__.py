@@ -51,11 +51,10 @@ __all__ = [
     "lr_verdict",
 ]
 
-from lmbook.attention import attention_maps, attention_modules  # noqa: E402  (chapter 7; their home is attention)
 from lmbook.widgets.attention import (  # noqa: E402  (chapter 7)
     AttentionViewer,
     PositionalEncodingExplorer,
     encoding_pictures,
 )
 
-__all__ += ["AttentionViewer", "PositionalEncodingExplorer", "attention_maps", "attention_modules", "encoding_pictures"]
+__all__ += ["AttentionViewer", "PositionalEncodingExplorer", "encoding_pictures"]
