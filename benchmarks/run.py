@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import pathlib
@@ -35,7 +36,8 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading")
+GRADING_RATE_TARGET = 12.0  # issue 10: a typical class graded at >= 12 submissions per minute on this machine
 
 
 def _use_local_lib() -> None:
@@ -572,6 +574,81 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
 # ----- report -----------------------------------------------------------------------------------------------
 
 
+# ----- (g) batch grading -----------------------------------------------------------------------------------
+
+
+def _load_module(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec.name in sys.modules:
+        return sys.modules[spec.name]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_grading(quick: bool) -> dict:
+    """Grade a typical class with tools/grade.py (default jobs) and count submissions per minute.
+
+    The class: for every exercise set, its solution, the untouched student notebook and the submissions with the
+    recorded typical mistakes (tests/test_exercises.py builds them), i.e. right and wrong answers and no endless
+    loops. Each submission runs in a kernel of its own, with the grader's usual time limits.
+    """
+    import resource
+    import tempfile
+
+    grade = _load_module("_lmbook_tools_grade", ROOT / "tools" / "grade.py")
+    exercises = _load_module("_lmbook_tools_exercises", ROOT / "tools" / "exercises.py")
+    builders = _load_module("_lmbook_tests_test_exercises", ROOT / "tests" / "test_exercises.py")
+    keep = ("solution", "mistakes-0") if quick else ("solution", "untouched", "mistakes-0", "mistakes-1")
+    with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
+        everything, folder = pathlib.Path(tmp) / "all", pathlib.Path(tmp) / "class"
+        everything.mkdir()
+        folder.mkdir()
+        for name in exercises.exercise_sets():
+            builders.write_submissions(name, builders.read_master(name), exercises.build(name), everything)
+            for variant in keep:
+                path = everything / f"{name}__{variant}.ipynb"
+                if path.exists():
+                    path.rename(folder / path.name)
+        n = len(list(folder.glob("*.ipynb")))
+        load_before = os.getloadavg()[0]
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        results = grade.grade_folder(folder, out=None, quiet=True)
+        seconds = time.perf_counter() - start
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    rate = 60.0 * n / seconds
+    graded = sum(r["status"] == "ok" for r in results)
+    return {
+        "what": f"a typical class of {n} submissions ({', '.join(keep)} of each exercise set) graded by "
+        f"tools/grade.py with {grade.DEFAULT_JOBS} jobs (its default), each submission in a kernel of its own under "
+        "the usual time limits",
+        "submissions": n,
+        "graded_ok": graded,
+        "jobs": grade.DEFAULT_JOBS,
+        "seconds": seconds,
+        "submissions_per_minute": rate,
+        "cpu_seconds_per_submission": cpu / n,
+        "load_average_before": load_before,
+        "rows": [
+            {"file": r["file"], "score": r["score"], "possible": r["possible"], "seconds": r["seconds"]}
+            for r in results
+        ],
+        "targets": [
+            target(
+                "typical class graded (submissions per minute)",
+                round(rate, 1),
+                GRADING_RATE_TARGET,
+                "/min",
+                passed=rate >= GRADING_RATE_TARGET,
+            ),
+            target("every submission graded", graded, n, "", passed=graded == n),
+        ],
+    }
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -600,7 +677,7 @@ def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets`, `--quick`). Every number below was measured, not "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading`, `--quick`). Every number below was measured, not "
         "estimated; each section names its machine and date.",
         "",
     ]
@@ -719,6 +796,19 @@ def render_markdown(results: dict) -> str:
             lines.append(f"| {row['action']} | {row['ms']:.1f} | {row['statistic']} |")
         sizes = ", ".join(f"{name} {kib:.0f} KiB" for name, kib in s["png_kib"].items())
         lines += ["", f"PNG size per update: {sizes}.", ""]
+    if "grading" in sections:
+        s = sections["grading"]
+        lines += ["## (g) Batch grading", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += [
+            "| measure | value |", "|---|---:|",
+            f"| submissions (graded without error) | {s['submissions']} ({s['graded_ok']}) |",
+            f"| parallel jobs | {s['jobs']} |",
+            f"| wall time (s) | {s['seconds']:.1f} |",
+            f"| submissions per minute | {s['submissions_per_minute']:.1f} |",
+            f"| CPU seconds per submission (grader, kernels) | {s['cpu_seconds_per_submission']:.2f} |",
+            f"| 1-minute load average before the run | {s['load_average_before']:.1f} |",
+            "",
+        ]  # fmt: skip
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
@@ -776,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention": lambda: bench_attention(args.quick),
         "bert": lambda: bench_bert(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
+        "grading": lambda: bench_grading(args.quick),
     }
     for name in [args.only] if args.only else SECTIONS:
         print(f"[{name}]", flush=True)
