@@ -10,7 +10,7 @@ points = 1
 @test_case(points=None, hidden=False)
 def test_attention_by_hand(q7_answer):
     import math
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_numeric_answer
     tokens, values = ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
 
     def output(i):
@@ -18,21 +18,5 @@ def test_attention_by_hand(q7_answer):
         return sum((w * v for w, v in zip(e, values, strict=True))) / sum(e)
     exact = output(0)
     hints = [(sum((w * v for w, v in zip([1 / 3, 2 / 3, 1 / 3], values, strict=True))), 'Those are the weights [1/3, 2/3, 1/3], which do not even sum to 1. The scores of the first token are 1 * [1, 2, 3] = [1, 2, 3], and its weights are their softmax.'), (sum((t * v for t, v in zip(tokens, values, strict=True))), 'That mixes the values with the raw scores [1, 2, 3]: the softmax is missing.'), (sum(values) / 3, 'That is the plain average of the values: the weights are softmax([1, 2, 3]), not equal.'), (output(1), 'That is the output of the second token; the question asks for the first.'), (output(2), 'That is the output of the third token; the question asks for the first.'), (sum((math.exp(t) * v for t, v in zip(tokens, values, strict=True))), 'The exponentials were not divided by their sum: the softmax normalises them.')]
-    message = ''
-    if q7_answer is None or q7_answer is Ellipsis:
-        message = 'q7_answer is not set yet: replace the ... with a number, e.g. q7_answer = 1.234.'
-    else:
-        try:
-            value = float(q7_answer)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value):
-            message = f'q7_answer should be a number such as 1.234; got {q7_answer!r}.'
-        elif abs(value - exact) > 0.0006:
-            message = f"{value!r} is not right. The first token's scores are its dot products with the keys; the softmax turns them into weights, and the output mixes the values with them."
-            for target, why in hints:
-                if abs(value - target) <= 0.0006:
-                    message += ' ' + why
-    if message:
-        raise CheckFailed(message)
+    check_numeric_answer(q7_answer, exact, name='q7_answer', example='1.234', atol=0.0006, explain="The first token's scores are its dot products with the keys; the softmax turns them into weights, and the output mixes the values with them.", mistakes=hints)
 

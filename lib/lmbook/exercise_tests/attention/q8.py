@@ -9,29 +9,12 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_block_parameters(q8_answer):
-    import math
     import torch
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_numeric_answer
     C, H = (768, 12)
     layer = torch.nn.TransformerEncoderLayer(C, H, dim_feedforward=4 * C, device='meta')
     exact = sum((p.numel() for p in layer.parameters()))
     attention, ffn, norms = (4 * (C * C + C), 8 * C * C + 5 * C, 4 * C)
     hints = [(12 * C * C, 'That is 12 C^2, the weight matrices alone: the biases and the layer normalisations have parameters too.'), (attention + ffn, 'The two layer normalisations are missing: each has a gain and a bias of length C.'), (12 * C * C + norms, 'The biases of the linear layers are missing.'), (attention, 'That is the attention alone; the feed-forward network and the layer normalisations count too.'), (ffn, 'That is the feed-forward network alone; the attention and the layer normalisations count too.'), (H * 3 * (C * C + C) + C * C + C + ffn + norms, 'The projections were counted once per head: the heads share W_q, W_k and W_v, each head using a slice of C / H of their output channels.'), (12 * exact, 'That is all 12 blocks of GPT-2 small; the question asks for one.')]
-    message = ''
-    if q8_answer is None or q8_answer is Ellipsis:
-        message = 'q8_answer is not set yet: replace the ... with a number, e.g. q8_answer = 1234567.'
-    else:
-        try:
-            value = float(q8_answer)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value) or isinstance(q8_answer, bool):
-            message = f'q8_answer should be a number such as 1234567; got {q8_answer!r}.'
-        elif value != exact:
-            message = f'{q8_answer!r} is not right. Count each part: the four C x C projections with their biases, the two linear layers of the feed-forward network with their biases, and the gains and biases of the two layer normalisations.'
-            for target, why in hints:
-                if value == target:
-                    message += ' ' + why
-    if message:
-        raise CheckFailed(message)
+    check_numeric_answer(q8_answer, exact, name='q8_answer', example='1234567', explain='Count each part: the four C x C projections with their biases, the two linear layers of the feed-forward network with their biases, and the gains and biases of the two layer normalisations.', mistakes=hints)
 

@@ -9,30 +9,8 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_encoder_tasks(q6_answer):
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_multiple_choice
     right = {'a', 'c', 'd', 'f'}
     why = {'a': 'deciding the class of a whole text is the classic fine-tuning task: a linear layer on the [CLS] vector (or on the mean of the token vectors), as in question 4.', 'b': 'each new word is predicted from the words before it, which takes a model trained to predict the next token under a causal mask, a decoder such as GPT. BERT sees the whole input at once and has no way to write a continuation.', 'c': "one label per token, read off each token's output vector, which has seen the words on both sides (named-entity recognition).", 'd': 'this is how BERT was fine-tuned on the SQuAD question-answering set: two scores per token of the paragraph, for the start and the end of the answer.', 'e': 'translation writes a new sentence in another language, which takes a decoder (an encoder-decoder model such as the original Transformer or T5). BERT is encoder-only: it is not a translation model.', 'f': "sentence embeddings are the mean of an encoder's output vectors; the book's offline model all-MiniLM-L6-v2 is exactly such an encoder."}
-    message = ''
-    if q6_answer is None or q6_answer is Ellipsis:
-        message = 'q6_answer is not set yet: replace the ... with a set of letters, e.g. q6_answer = {"a", "b"}.'
-    else:
-        items = [q6_answer] if isinstance(q6_answer, str) else q6_answer
-        try:
-            letters = {str(x).strip().strip('()').lower() for x in items}
-        except TypeError:
-            letters = None
-        if letters is not None and isinstance(q6_answer, str):
-            letters = {c for c in q6_answer.lower() if c.isalpha()}
-        if not letters or not letters <= set(why):
-            message = f"q6_answer should be a set of letters from 'a' to 'f', such as {{'a', 'b'}}; got {q6_answer!r}."
-        elif letters != right:
-            wrong_in = sorted(letters - right)
-            missing = sorted(right - letters)
-            message = f'{sorted(letters)} is not right.'
-            for letter in wrong_in:
-                message += f' ({letter}) does not suit it: {why[letter]}'
-            for letter in missing:
-                message += f' ({letter}) suits it too: {why[letter]}'
-    if message:
-        raise CheckFailed(message)
+    check_multiple_choice(q6_answer, right, name='q6_answer', why=why)
 

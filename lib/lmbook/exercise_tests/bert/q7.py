@@ -9,9 +9,8 @@ points = 1
 
 @test_case(points=None, hidden=False)
 def test_bert_base_parameters(q7_answer):
-    import math
     import torch
-    from lmbook.grading import CheckFailed
+    from lmbook.grading import check_numeric_answer
 
     def count(V, P, C, L, F):
 
@@ -24,22 +23,5 @@ def test_bert_base_parameters(q7_answer):
     base = count(30522, 512, 768, 12, 3072)
     exact = base['total']
     hints = [(exact - base['pooler'], 'The pooler is missing: a linear layer C to C with its bias, on the [CLS] vector.'), (base['blocks'], "That is the 12 blocks alone: the embeddings hold more than a fifth of BERT-base's parameters (the token embedding alone is V x C, about 23.4 million)."), (base['blocks'] + base['pooler'], 'The embeddings are missing: token, position and segment embeddings and their layer normalisation.'), (exact - base['position'] - base['segment'], 'The position and segment embeddings are missing.'), (exact - base['segment'], 'That is 2 x 768 short: the segment (token-type) embedding, 2 x C, or the layer normalisation of the embeddings (a gain and a bias of length C) is missing.'), (base['token'], 'That is the token embedding alone.'), (110000000, '110 million is the rounded figure of the BERT paper; count exactly, part by part.'), (count(30522, 512, 1024, 24, 4096)['total'], 'That is BERT-large (24 blocks of width 1024); the question asks for BERT-base.'), (340000000, "340 million is the BERT paper's rounded figure for BERT-large (335 million counted this way, about 336 million with the pre-training heads), not BERT-base (about 110 million).")]
-    message = ''
-    if q7_answer is None or q7_answer is Ellipsis:
-        message = 'q7_answer is not set yet: replace the ... with a number, e.g. q7_answer = 123456789.'
-    else:
-        try:
-            value = float(q7_answer)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value) or isinstance(q7_answer, bool):
-            message = f'q7_answer should be a number such as 123456789; got {q7_answer!r}.'
-        elif value != exact:
-            message = f'{q7_answer!r} is not right. Count each part: the three embeddings and their layer normalisation, the 12 blocks, and the pooler.'
-            for target, why in hints:
-                if value == target:
-                    message += ' ' + why
-                    break
-    if message:
-        raise CheckFailed(message)
+    check_numeric_answer(q7_answer, exact, name='q7_answer', example='123456789', explain='Count each part: the three embeddings and their layer normalisation, the 12 blocks, and the pooler.', mistakes=hints)
 
