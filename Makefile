@@ -67,6 +67,7 @@ lab: install
 # ---- tests ----------------------------------------------------------------------------------------------
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(PY) tools/setup_cell.py --check
 	$(PY) tools/exercises.py --check
 

@@ -371,8 +371,9 @@ def bench_attention(quick: bool) -> dict:
         "GPU size runs only where a GPU is present",
         "rows": rows,
         "gpt": runs,
-        "targets": [target("from-scratch causal attention equals torch's SDPA: largest difference", difference,
-                           1e-5, "")],  # fmt: skip
+        "targets": [
+            target("from-scratch causal attention equals torch's SDPA: largest difference", difference, 1e-5, "")
+        ],  # fmt: skip
     }
 
 
@@ -413,10 +414,19 @@ def bench_bert(quick: bool) -> dict:
         f"median of {repeats}: lmbook.bert.BertModel against transformers.BertModel with the same weights; "
         f"fine-tuning on the book's 300 training sentences with FinetuneConfig.cpu() ({config.epochs} epochs, "
         f"batch {config.batch_size}, max_length {config.max_length}, {config.threads} thread(s)), mean pooling",
-        "forward": {"ours_ms": ours_ms, "transformers_ms": theirs_ms, "ratio": ours_ms / theirs_ms,
-                    "max_abs_difference": difference},  # fmt: skip
-        "finetune": {"seconds": log.seconds, "samples_per_second": log.samples_per_second, "device": log.device,
-                     "test_accuracy": result["accuracy"], "test_f1": result["f1"]},  # fmt: skip
+        "forward": {
+            "ours_ms": ours_ms,
+            "transformers_ms": theirs_ms,
+            "ratio": ours_ms / theirs_ms,
+            "max_abs_difference": difference,
+        },  # fmt: skip
+        "finetune": {
+            "seconds": log.seconds,
+            "samples_per_second": log.samples_per_second,
+            "device": log.device,
+            "test_accuracy": result["accuracy"],
+            "test_f1": result["f1"],
+        },  # fmt: skip
         "targets": [
             target("lmbook BERT equals transformers on real tokens: largest difference", difference, 1e-4, ""),
             target("CPU fine-tuning time", log.seconds, NOTEBOOK_LIMIT_S, "s"),
@@ -525,21 +535,23 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     out["OptimizerRace: move the learning-rate slider"] = sweep(race, "lr", np.geomspace(0.005, 0.05, repeats))
     out["OptimizerRace: move the momentum slider"] = sweep(race, "momentum", np.linspace(0.5, 0.95, repeats))
     out["OptimizerRace: move the steps slider"] = sweep(race, "steps", cycle([50, 100, 200, 300]))
-    out["OptimizerRace: change the surface"] = sweep(race, "surface", cycle(["rosenbrock", "saddle",
-                                                                              "ill-conditioned quadratic"]))
+    out["OptimizerRace: change the surface"] = sweep(
+        race, "surface", cycle(["rosenbrock", "saddle", "ill-conditioned quadratic"])
+    )
     explorer = LearningRateExplorer()
-    out["LearningRateExplorer: move the learning-rate slider"] = sweep(explorer, "lr",
-                                                                       np.geomspace(0.001, 1.0, repeats))
+    out["LearningRateExplorer: move the learning-rate slider"] = sweep(
+        explorer, "lr", np.geomspace(0.001, 1.0, repeats)
+    )
     overfitting = OverfittingExplorer()
     out["OverfittingExplorer: move the degree slider"] = sweep(overfitting, "degree", cycle([1, 3, 5, 7, 9, 12]))
-    out["OverfittingExplorer: move the training-set size slider"] = sweep(overfitting, "n_train",
-                                                                          cycle([10, 20, 40, 80]))
+    out["OverfittingExplorer: move the training-set size slider"] = sweep(
+        overfitting, "n_train", cycle([10, 20, 40, 80])
+    )
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=500)
     scores = 1 / (1 + np.exp(-(2.0 * y - 1.0 + rng.normal(size=500))))
     threshold = ThresholdExplorer(y, scores)
-    out["ThresholdExplorer: move the threshold slider"] = sweep(threshold, "threshold",
-                                                                np.linspace(0.1, 0.9, repeats))
+    out["ThresholdExplorer: move the threshold slider"] = sweep(threshold, "threshold", np.linspace(0.1, 0.9, repeats))
 
     import torch
 
@@ -555,7 +567,7 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     layers, heads = model.config.n_layers, model.config.n_heads
     out["AttentionViewer: change the head"] = sweep(viewer, "head", cycle(list(range(1, heads)) + [0]))
     out["AttentionViewer: change the layer"] = sweep(viewer, "layer", cycle(list(range(1, layers)) + [0]))
-    out["AttentionViewer: new 40-character text"] = sweep(viewer, "text", cycle([text[i:i + 40] for i in range(8)]))
+    out["AttentionViewer: new 40-character text"] = sweep(viewer, "text", cycle([text[i : i + 40] for i in range(8)]))
     encodings = PositionalEncodingExplorer()
     out["PositionalEncodingExplorer: move the length slider"] = sweep(encodings, "T", cycle([32, 48, 64, 96]))
 
@@ -563,8 +575,12 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     from lmbook.finetune import BertClassifier
 
     bert, wordpiece, _ = load_pretrained("minilm")  # chapter 8: the viewer on (the offline) MiniLM, 6 x 12 heads
-    sentences = ["The acting was wonderful, but the plot made no sense.", "Not bad at all, honestly.",
-                 "A tedious film with one brilliant scene.", "The soup was cold and the waiter was rude."]
+    sentences = [
+        "The acting was wonderful, but the plot made no sense.",
+        "Not bad at all, honestly.",
+        "A tedious film with one brilliant scene.",
+        "The soup was cold and the waiter was rude.",
+    ]
     bert_viewer = AttentionViewer(BertClassifier(bert, pooling="mean"), wordpiece, sentences[0], layer=5)
     out["AttentionViewer on MiniLM: change the head"] = sweep(bert_viewer, "head", cycle(list(range(1, 12)) + [0]))
     out["AttentionViewer on MiniLM: new sentence"] = sweep(bert_viewer, "text", cycle(sentences[1:] + sentences[:1]))
@@ -734,8 +750,7 @@ def render_markdown(results: dict) -> str:
         lines += ["| implementation | dtype | ms / step | initial loss |", "|---|---|---:|---:|"]
         for row in s["rows"]:
             lines.append(
-                f"| {row['implementation']} | {row['dtype']} | {row['ms_per_step']:.3f} | "
-                f"{row['initial_loss']:.6f} |"
+                f"| {row['implementation']} | {row['dtype']} | {row['ms_per_step']:.3f} | {row['initial_loss']:.6f} |"
             )
         lines += [
             "",
@@ -880,9 +895,7 @@ def main(argv: list[str] | None = None) -> int:
                 "targets": [target(f"{name} benchmark runs", "crashed", "runs", "", passed=False)],
             }
             if name == "mlp":
-                section.update(
-                    ratio_numpy_over_torch_float32=float("nan"), ratio_numpy_over_torch_float64=float("nan")
-                )
+                section.update(ratio_numpy_over_torch_float32=float("nan"), ratio_numpy_over_torch_float64=float("nan"))
             if name == "widgets":
                 section["png_kib"] = {}
         section.update(date=date, machine=info, quick=args.quick)

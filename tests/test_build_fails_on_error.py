@@ -34,8 +34,13 @@ def make_book(folder, cells):
 def build(folder):
     jb = shutil.which("jupyter-book", path=str(ROOT / ".venv" / "bin")) or shutil.which("jupyter-book")
     assert jb, "jupyter-book is not installed"
-    return subprocess.run([jb, "build", str(folder), "-W"], capture_output=True, text=True, timeout=300,
-                          env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "HOME": str(folder)})
+    return subprocess.run(
+        [jb, "build", str(folder), "-W"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "HOME": str(folder)},
+    )
 
 
 def test_a_raising_cell_fails_the_build_and_a_clean_one_does_not(tmp_path):

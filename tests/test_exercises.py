@@ -120,11 +120,7 @@ def answer_cell(nb, question: Question):
                 continue
             names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
             names |= {
-                t.id
-                for n in tree.body
-                if isinstance(n, ast.Assign)
-                for t in n.targets
-                if isinstance(t, ast.Name)
+                t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
             }
             if wanted & names:
                 return cell
@@ -225,9 +221,7 @@ def graded(generated, tmp_path_factory):
         folder, out=tmp_path_factory.mktemp("grades"), timeout=300, cell_timeout=20, quiet=True
     )
     by_file = {r["file"]: r for r in results}
-    graded = {
-        name: {v: (by_file[f"{name}__{v}.ipynb"], plan) for v, plan in plans[name].items()} for name in SETS
-    }
+    graded = {name: {v: (by_file[f"{name}__{v}.ipynb"], plan) for v, plan in plans[name].items()} for name in SETS}
     graded[None] = {"stray": (by_file["stray.ipynb"], {"kind": "error"})}
     return graded
 
@@ -294,9 +288,7 @@ def test_student_notebook_starts_with_setup_and_grader(name, generated):
     assert first.metadata.get("tags") == ["setup", "remove-cell"] == setup_cell.TAGS
     assert '"otter-grader>=6"' in first.source
     assert f'otter.Notebook(tests_dir=tests_dir("{name}"))' in second.source
-    assert all(
-        not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"
-    )
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.parametrize("name", SETS)

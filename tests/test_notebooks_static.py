@@ -109,6 +109,17 @@ def test_stripped_check_flags_outputs(tmp_path):
 
 
 def test_repository_root_layout():
-    for name in ["_config.yml", "_toc.yml", "intro.md", "Makefile", "README.md", "requirements.txt",
-                 "package.json", "package-lock.json", "pyproject.toml", ".ci/run", "binder/requirements.txt"]:
+    for name in [
+        "_config.yml",
+        "_toc.yml",
+        "intro.md",
+        "Makefile",
+        "README.md",
+        "requirements.txt",
+        "package.json",
+        "package-lock.json",
+        "pyproject.toml",
+        ".ci/run",
+        "binder/requirements.txt",
+    ]:
         assert (ROOT / name).exists(), f"missing {name}"

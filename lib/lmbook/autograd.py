@@ -223,8 +223,9 @@ class Neuron:
 class Layer:
     """``n_out`` neurons that all read the same ``n_in`` inputs. Calling it always returns a list of Values."""
 
-    def __init__(self, n_in: int, n_out: int, activation: str = "tanh", seed: int = 0,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self, n_in: int, n_out: int, activation: str = "tanh", seed: int = 0, rng: np.random.Generator | None = None
+    ):
         rng = np.random.default_rng(seed) if rng is None else rng
         self.neurons = [Neuron(n_in, activation, rng=rng) for _ in range(n_out)]
 

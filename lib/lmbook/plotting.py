@@ -29,9 +29,7 @@ PROBABILITY_CMAP = "RdBu_r"
 PROBABILITY_LEVELS = np.linspace(0.0, 1.0, 11)
 
 
-def figure(
-    width: float = 6, height: float = 4, dpi: float = 100, layout: str | None = "constrained"
-) -> Figure:
+def figure(width: float = 6, height: float = 4, dpi: float = 100, layout: str | None = "constrained") -> Figure:
     """A new matplotlib figure of ``width`` x ``height`` inches, created without ``pyplot``.
 
     The figure gets an Agg canvas, so it can be drawn and saved straight away; in a notebook,
@@ -171,9 +169,7 @@ def plot_decision_boundary(
     xx, yy, points = decision_grid(X, resolution=resolution)
     probs = np.asarray(predict_proba(points), dtype=np.float64)
     if probs.size != len(points):
-        raise ValueError(
-            f"predict_proba returned {probs.size} values for {len(points)} points; expected one each"
-        )
+        raise ValueError(f"predict_proba returned {probs.size} values for {len(points)} points; expected one each")
     return draw_probability_map(ax, xx, yy, probs.reshape(xx.shape), X, y, title=title)
 
 

@@ -351,7 +351,7 @@ def test_multihead_dropout_only_while_training():
 TOKENIZER = CharTokenizer("the cat sat on the mat.")
 
 
-# ----- attention_maps: every head's weights, from any model ----------------------------------------------------
+# ----- attention_maps: every head's weights, from any model ------------------------------------------------
 
 
 def test_attention_maps_of_a_gpt():

@@ -116,9 +116,7 @@ def test_accuracy_matches_sklearn(seed):
 @pytest.mark.parametrize("positive", [1, 0])
 def test_precision_recall_f1_match_sklearn(seed, positive):
     y_true, y_pred = binary_case(seed)
-    assert precision(y_true, y_pred, positive) == pytest.approx(
-        skm.precision_score(y_true, y_pred, pos_label=positive)
-    )
+    assert precision(y_true, y_pred, positive) == pytest.approx(skm.precision_score(y_true, y_pred, pos_label=positive))
     assert recall(y_true, y_pred, positive) == pytest.approx(skm.recall_score(y_true, y_pred, pos_label=positive))
     assert f1(y_true, y_pred, positive) == pytest.approx(skm.f1_score(y_true, y_pred, pos_label=positive))
 

@@ -153,9 +153,7 @@ def test_unstratified_split_of_a_rare_class_can_miss_it():
         for seed in range(20)
     ]
     assert any(missed)
-    assert all(
-        np.sum(train_val_test_split(X, y, val=0.1, test=0.1, seed=seed).y_train) in (2, 3) for seed in range(20)
-    )
+    assert all(np.sum(train_val_test_split(X, y, val=0.1, test=0.1, seed=seed).y_train) in (2, 3) for seed in range(20))
 
 
 def test_split_works_on_regression_targets_and_images_without_stratifying():

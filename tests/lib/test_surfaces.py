@@ -80,9 +80,7 @@ def torch_trajectory(name, optimizer, lr, steps, momentum=0.9):
 
 
 @pytest.mark.parametrize("optimizer", sorted(TORCH_OPTIMIZERS))
-@pytest.mark.parametrize(
-    ("name", "lr"), [("ill-conditioned quadratic", 0.04), ("rosenbrock", 1e-3), ("saddle", 0.05)]
-)
+@pytest.mark.parametrize(("name", "lr"), [("ill-conditioned quadratic", 0.04), ("rosenbrock", 1e-3), ("saddle", 0.05)])
 def test_trajectory_matches_torch_optim_on_the_surface(name, optimizer, lr):
     path = trajectory(name, optimizer, lr=lr, steps=100, momentum=0.8)
     assert path.shape == (101, 2)

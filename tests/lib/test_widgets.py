@@ -341,7 +341,5 @@ def test_executed_notebook_stores_the_widget_images(monkeypatch):
         (buffer,) = model["buffers"]
         assert buffer["path"] == ["value"] and buffer["encoding"] == "base64"
         assert len(buffer["data"]) > 10_000  # a real picture, not an empty image
-    shown = [
-        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb.cells for o in c.outputs
-    ]
+    shown = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb.cells for o in c.outputs]
     assert all(model_id in state for model_id in shown)

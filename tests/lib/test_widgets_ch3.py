@@ -218,9 +218,7 @@ def test_explorer_starts_with_a_picture_and_a_verdict():
     np.testing.assert_allclose(explorer._fit_lines[-1].get_ydata(), w * explorer._line_x + b)
 
 
-@pytest.mark.parametrize(
-    ("lr", "word"), [(0.002, "too small"), (0.2, "good"), (1.5, "too large (diverges)")]
-)
+@pytest.mark.parametrize(("lr", "word"), [(0.002, "too small"), (0.2, "good"), (1.5, "too large (diverges)")])
 def test_explorer_status_follows_the_numbers(lr, word):
     explorer = LearningRateExplorer()
     fig, axes = explorer.figure, list(explorer.figure.axes)

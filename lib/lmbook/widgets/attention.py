@@ -146,7 +146,6 @@ class AttentionViewer(InteractiveWidget):
             return [_label(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
         return [_label(self.tokenizer.decode([i])) for i in ids]
 
-
     def _heads(self, layer: int) -> list[int]:
         return sorted(h for (lay, h) in self.maps if lay == layer)
 

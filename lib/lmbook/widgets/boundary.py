@@ -234,9 +234,7 @@ class DecisionBoundaryTrainer(InteractiveWidget):
         grid = widgets.GridBox(
             [c[name] for name in order] + [self.train_button],
             # As many columns as fit: three on a book page, fewer on a narrow screen.
-            layout=widgets.Layout(
-                grid_template_columns="repeat(auto-fill, minmax(260px, 1fr))", grid_gap="2px 12px"
-            ),
+            layout=widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(260px, 1fr))", grid_gap="2px 12px"),
         )
         self.widget = widgets.VBox([grid, self.figure_image.image, self.status])
 
@@ -318,9 +316,7 @@ class DecisionBoundaryTrainer(InteractiveWidget):
         finite = losses[np.isfinite(losses)]
         low, high = (finite.min(), finite.max()) if len(finite) else (0.1, 1.0)
         self.ax_loss.set_ylim(max(low, 1e-4) / 1.5, min(high, 1e6) * 1.5)
-        self._diverged_text.set_text(
-            f"diverged at step {len(losses)}:\nlearning rate too large" if r.diverged else ""
-        )
+        self._diverged_text.set_text(f"diverged at step {len(losses)}:\nlearning rate too large" if r.diverged else "")
         self.figure_image.refresh(relayout=relayout)
         return time.perf_counter() - start
 
@@ -341,4 +337,3 @@ class DecisionBoundaryTrainer(InteractiveWidget):
             for name, value in values.items():
                 self.controls[name].value = value
         return self.train()
-

@@ -259,7 +259,6 @@ class LearningRateExplorer(InteractiveWidget):
         return self.redraw()
 
 
-
 def _check(lr: float, steps: int) -> None:
     if not _LR_RANGE[0] <= lr <= _LR_RANGE[1]:
         raise ValueError(f"the learning rate must be between {_LR_RANGE[0]:g} and {_LR_RANGE[1]:g}, got {lr}")

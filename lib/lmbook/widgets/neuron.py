@@ -37,8 +37,7 @@ def neuron_response(x, w, b: float, activation: str | Activation) -> tuple[np.nd
         z = x @ w + b
     else:
         raise ValueError(
-            f"x has shape {x.shape} and w has shape {w.shape}; expected x (N,) with a number w, "
-            "or x (N, C) with w (C,)"
+            f"x has shape {x.shape} and w has shape {w.shape}; expected x (N,) with a number w, or x (N, C) with w (C,)"
         )
     return z, act.f(z)
 
@@ -132,9 +131,7 @@ class NeuronExplorer(InteractiveWidget):
         ax = self.ax_out
         ax.axhline(0.0, color="0.75", linewidth=0.8, zorder=0)
         ax.axvline(0.0, color="0.75", linewidth=0.8, zorder=0)
-        (self._a_line,) = ax.plot(
-            self.x, np.zeros_like(self.x), color=plotting.CLASS_COLOURS[0], linewidth=2.2
-        )
+        (self._a_line,) = ax.plot(self.x, np.zeros_like(self.x), color=plotting.CLASS_COLOURS[0], linewidth=2.2)
         self._threshold_line = ax.axvline(0.0, color="0.3", linestyle=":", linewidth=1.4)
         # A label that travels with the dotted line, instead of a legend that the curve could run into.
         self._threshold_text = ax.text(
@@ -149,12 +146,8 @@ class NeuronExplorer(InteractiveWidget):
         ax.axhline(0.0, color="0.75", linewidth=0.8, zorder=0)
         ax.axvline(0.0, color="0.75", linewidth=0.8, zorder=0)
         zeros = np.zeros_like(self.z_grid)
-        (self._f_line,) = ax.plot(
-            self.z_grid, zeros, color=plotting.CLASS_COLOURS[0], linewidth=2.2, label="$f(z)$"
-        )
-        (self._df_line,) = ax.plot(
-            self.z_grid, zeros, color="#e08214", linewidth=1.8, linestyle="--", label="$f'(z)$"
-        )
+        (self._f_line,) = ax.plot(self.z_grid, zeros, color=plotting.CLASS_COLOURS[0], linewidth=2.2, label="$f(z)$")
+        (self._df_line,) = ax.plot(self.z_grid, zeros, color="#e08214", linewidth=1.8, linestyle="--", label="$f'(z)$")
         self._band = ax.axvspan(
             -1.0,
             1.0,
@@ -196,9 +189,7 @@ class NeuronExplorer(InteractiveWidget):
         # The output panel keeps the same y range as the activation over [-Z_LIMIT, Z_LIMIT], so the two
         # panels read on the same scale and the y axis does not jump as the sliders move.
         self.ax_out.set_ylim(f.min() - pad, f.max() + pad)
-        self.ax_out.set_title(
-            f"$a = $ {name}$({w:.1f}\\,x {'+' if b >= 0 else '-'} {abs(b):.1f})$", fontsize="medium"
-        )
+        self.ax_out.set_title(f"$a = $ {name}$({w:.1f}\\,x {'+' if b >= 0 else '-'} {abs(b):.1f})$", fontsize="medium")
         self.status.value = self.status_text(z, act)
         self.figure_image.refresh()
         return time.perf_counter() - start
@@ -229,7 +220,6 @@ class NeuronExplorer(InteractiveWidget):
             if activation is not None:
                 self.activation_menu.value = activation
         return self.redraw()
-
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -52,9 +52,7 @@ def _check_names(surface: str, optimizers) -> tuple[str, ...]:
     return optimizers
 
 
-def race(
-    surface: str, optimizers: tuple[str, ...], lr: float, momentum: float, steps: int
-) -> dict[str, np.ndarray]:
+def race(surface: str, optimizers: tuple[str, ...], lr: float, momentum: float, steps: int) -> dict[str, np.ndarray]:
     """Run each optimiser ``steps`` steps from the surface's start, all with the same learning rate.
 
     Args:
@@ -317,4 +315,3 @@ class OptimizerRace(InteractiveWidget):
             for name, box in self.checkboxes.items():
                 box.value = name in settings["optimizers"]
         return self.redraw()
-

@@ -242,4 +242,3 @@ class OverfittingExplorer(InteractiveWidget):
             for name, value in values.items():
                 self.controls[name].value = value
         return self.redraw()
-
