@@ -30,8 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbook.device import AMP_CHOICES, autocast_dtype, training_device
-from lmbook.loop import autocast, cpu_threads, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step
+from lmbook.device import autocast_dtype, training_device
+from lmbook.loop import (
+    autocast,
+    check_training_config,
+    cpu_threads,
+    current_lr,
+    make_optimizer,
+    make_scaler,
+    make_scheduler,
+    optimizer_step,
+)
 from lmbook.metrics import accuracy_score, confusion_matrix, f1, precision_recall_f1
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
@@ -174,19 +183,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("epochs, batch_size and eval_batch_size must be at least 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {self.max_grad_norm}")
         if self.max_length < 2:
             raise ValueError(f"max_length must leave room for [CLS] and [SEP], got {self.max_length}")
-        check_choice(self.amp, AMP_CHOICES, "amp")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1 (or None), got {self.threads}")
+        check_training_config(self)
 
     @classmethod
     def cpu(cls, **overrides) -> FinetuneConfig:

@@ -20,10 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbook.device import AMP_CHOICES, autocast_dtype, training_device
-from lmbook.loop import autocast, cpu_threads, current_lr, make_optimizer, make_scaler, make_scheduler, optimizer_step
+from lmbook.device import autocast_dtype, training_device
+from lmbook.loop import (
+    autocast,
+    check_training_config,
+    cpu_threads,
+    current_lr,
+    make_optimizer,
+    make_scaler,
+    make_scheduler,
+    optimizer_step,
+)
 from lmbook.seeding import private_seed
-from lmbook.testing import check_choice, check_shape
+from lmbook.testing import check_shape
 from lmbook.text import get_batch
 
 
@@ -66,19 +75,7 @@ class LMTrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be at least 1 token (or None for the model's max_len), got {self.window}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 0.0 <= self.min_lr_factor <= 1.0:
-            raise ValueError(f"min_lr_factor must be in [0, 1], got {self.min_lr_factor}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {self.max_grad_norm}")
-        check_choice(self.amp, AMP_CHOICES, "amp")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1 (or None), got {self.threads}")
+        check_training_config(self)
 
     @classmethod
     def cpu(cls, **overrides) -> LMTrainConfig:

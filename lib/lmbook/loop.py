@@ -32,10 +32,34 @@ import contextlib
 import torch
 from torch import nn
 
+from lmbook.device import AMP_CHOICES
 from lmbook.schedules import linear_warmup_decay
 from lmbook.testing import check_choice
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def check_training_config(config) -> None:
+    """The checks every training config shares (``LMTrainConfig``, ``MLMTrainConfig``, ``FinetuneConfig``).
+
+    Raises ValueError naming the field: a learning rate that is not positive, a warm-up share outside [0, 1), a
+    final-rate factor outside [0, 1], negative weight decay, a clipping norm that is not positive, an unknown
+    mixed-precision mode, or fewer than one thread. Fields a config does not have are skipped.
+    """
+    if not config.lr > 0:
+        raise ValueError(f"lr must be positive, got {config.lr}")
+    if not 0.0 <= config.warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    min_lr_factor = getattr(config, "min_lr_factor", 0.0)
+    if not 0.0 <= min_lr_factor <= 1.0:
+        raise ValueError(f"min_lr_factor must be in [0, 1], got {min_lr_factor}")
+    if config.weight_decay < 0:
+        raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
+    if config.max_grad_norm is not None and not config.max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be positive (or None for no clipping), got {config.max_grad_norm}")
+    check_choice(config.amp, AMP_CHOICES, "amp")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None), got {config.threads}")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

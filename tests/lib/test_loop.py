@@ -1,6 +1,7 @@
 """Tests of lmbook.loop, the pieces every training loop shares, against torch written out by hand."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ from torch import nn
 from torch.testing import assert_close
 
 from lmbook.device import autocast_dtype, training_device
+from lmbook.finetune import FinetuneConfig
+from lmbook.language_model import LMTrainConfig
 from lmbook.loop import (
     cpu_threads,
     make_optimizer,
@@ -17,6 +20,7 @@ from lmbook.loop import (
     optimizer_step,
     param_groups,
 )
+from lmbook.mlm import MLMTrainConfig
 from lmbook.schedules import linear_warmup_decay
 
 
@@ -117,3 +121,27 @@ def test_threads_are_restored():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads"), cpu_threads(0):
         pass
+
+
+@pytest.mark.parametrize("config_class", [LMTrainConfig, MLMTrainConfig, FinetuneConfig])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("lr", 0.0, "lr must be positive"),
+        ("warmup_ratio", 1.0, "warmup_ratio must be in [0, 1)"),
+        ("weight_decay", -0.1, "weight_decay must not be negative"),
+        ("max_grad_norm", 0.0, "max_grad_norm must be positive"),
+        ("amp", "fp8", "amp"),
+        ("threads", 0, "threads must be at least 1"),
+    ],
+)
+def test_every_training_config_rejects_bad_settings_by_name(config_class, field, value, words):
+    config_class()  # the defaults are valid
+    with pytest.raises(ValueError, match=re.escape(words)):
+        config_class(**{field: value})
+
+
+@pytest.mark.parametrize("config_class", [LMTrainConfig, MLMTrainConfig])
+def test_the_final_rate_factor_is_checked_where_there_is_one(config_class):
+    with pytest.raises(ValueError, match=re.escape("min_lr_factor must be in [0, 1]")):
+        config_class(min_lr_factor=1.5)
