@@ -71,9 +71,10 @@ lint: $(STAMP)
 	$(PY) tools/setup_cell.py --check
 	$(PY) tools/exercises.py --check
 
-# Library, reference, grading and notebook-rule tests, on every core (pytest-xdist; each test is independent).
+# Library, reference, grading and notebook-rule tests, on every core (pytest-xdist). One file stays on one worker, so
+# that a file-wide fixture (the graded class of tests/test_exercises.py) is computed once, not once per worker.
 test-lib: install
-	$(PYTEST) tests --ignore=tests/site -q -n auto --durations=10
+	$(PYTEST) tests --ignore=tests/site -q -n auto --dist loadfile --durations=10
 
 # The built book: each tagged cell printed its recorded text (tests/notebook_outputs.json), and the site works in
 # Chromium. Nothing is executed again: the build ran every notebook once.
@@ -81,9 +82,9 @@ test-site: book
 	$(PYTEST) tests/site -q
 
 # Not part of `make test`: execute every chapter notebook a second time, in a fresh kernel each (nbval); tagged cells
-# must print their recorded text there too (conftest.py).
+# must print their recorded text there too (conftest.py). One thread each, as tools/execute.py runs them.
 test-notebooks: book
-	$(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
 
 # After an intended change of what a tagged cell prints: record the new text from the last build, then commit
 # tests/notebook_outputs.json with the change.

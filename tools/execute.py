@@ -10,7 +10,9 @@ run again; one that raises stops the script with its traceback, as it would stop
     python tools/execute.py [--jobs N] [notebook ...]
 
 Notebooks are started longest first (times from the last run, else from benchmarks/results.json), which keeps the
-slowest one from starting last.
+slowest one from starting last. Each kernel gets its share of the cores (OMP_NUM_THREADS and the BLAS thread
+variables set to cores // jobs): two kernels that each spin up a thread per core on a 2-core machine run several
+times slower than one thread each (a chapter 3 notebook that trains with torch took 26 s instead of 5).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CACHE = ROOT / "_build" / ".jupyter_cache"
 TIMES = ROOT / "_build" / ".notebook-times.json"
 BENCHMARKS = ROOT / "benchmarks" / "results.json"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def book_notebooks() -> list[pathlib.Path]:
@@ -97,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             todo.append(path)
     times = known_times()
     todo.sort(key=lambda p: -times.get(p.relative_to(ROOT).as_posix(), 0.0))
-    print(f"execute: {len(todo)} notebook(s) to run, {args.jobs} at a time; the others are in the cache")
+    print(f"execute: {len(todo)} notebook(s) to run, {args.jobs} at a time; the others are in the cache", flush=True)
     if not todo:
         return 0
 
     start, failed = time.perf_counter(), []
+    share = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    for name in THREAD_VARIABLES:  # inherited by the worker processes and the kernels they start
+        os.environ.setdefault(name, share)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {pool.submit(_execute, str(p), book_timeout()): p for p in todo}
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             bundle = CacheBundleIn(nbformat.reads(text, as_version=4), str(path), data={"execution_seconds": seconds})
             cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
-            print(f"execute: {seconds:6.1f} s  {name}")
+            print(f"execute: {seconds:6.1f} s  {name}", flush=True)
     TIMES.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"execute: {len(todo) - len(failed)} notebook(s) in {time.perf_counter() - start:.1f} s wall time")
     if failed:
