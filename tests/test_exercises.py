@@ -20,30 +20,18 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import pathlib
-import sys
 from dataclasses import dataclass, field
 
 import nbformat
 import pytest
 import yaml
 
+from tools import exercises, grade, setup_cell
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"_lmbook_tools_{name}", ROOT / "tools" / f"{name}.py")
-    if spec.name in sys.modules:
-        return sys.modules[spec.name]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-exercises = _tool("exercises")
-grade = _tool("grade")
 SETS = exercises.exercise_sets()
 
 MIN_QUESTIONS = 4  # the chapter standard: at least four auto-graded questions per exercise set
@@ -281,7 +269,6 @@ def test_generation_is_deterministic(name, generated):
 
 @pytest.mark.parametrize("name", SETS)
 def test_student_notebook_starts_with_setup_and_grader(name, generated):
-    setup_cell = _tool("setup_cell")
     nb = nbformat.reads(generated[name].student_notebook, as_version=4)
     first, second = nb.cells[0], nb.cells[1]
     assert first.source == setup_cell.expected_for(exercises.STUDENT_DIR / f"{name}.ipynb").rstrip("\n")

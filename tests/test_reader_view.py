@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 
 import nbformat
 
+from book_assets import lmbook_sphinx
+from tools import setup_cell
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-setup_cell = _load("_reader_view_setup_cell", ROOT / "tools" / "setup_cell.py")
-lmbook_sphinx = _load("_reader_view_lmbook_sphinx", ROOT / "book_assets" / "lmbook_sphinx.py")
 
 
 def _notebook(tmp_path, tags):

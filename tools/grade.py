@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -38,18 +37,10 @@ import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: its sibling scripts are importable as tools.NAME
+    sys.path.insert(0, str(ROOT))
 DEFAULT_OUT = ROOT / "_build" / "grades"
 DEFAULT_JOBS = os.cpu_count() or 1
-
-
-def _exercises():
-    spec = importlib.util.spec_from_file_location("_lmbook_tools_exercises", ROOT / "tools" / "exercises.py")
-    if spec.name in sys.modules:
-        return sys.modules[spec.name]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being built
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----- one submission, in its own process ----------------------------------------------------------------
@@ -299,7 +290,8 @@ def grade_folder(
         One dict per submission: file, exercise_set, status (``ok``, ``timeout``, ``error``), error, score,
         possible, questions (per question: score, possible and the result of every test case).
     """
-    exercises = _exercises()
+    from tools import exercises
+
     known = exercises.exercise_sets()
     notebooks = sorted(p for p in submissions.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not notebooks:
