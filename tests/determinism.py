@@ -1,8 +1,10 @@
 """Determinism of notebook cells tagged ``nbval-check-output``: what they print is recorded, and every build must match.
 
 Notebooks are stored without outputs, so the text of each tagged cell is kept in ``tests/notebook_outputs.json``
-(notebook -> cell id -> text). The book build executes every notebook once; ``tests/site/test_executed_outputs.py``
-compares the build's copies in ``_build/jupyter_execute`` with the record. A cell that draws from an unseeded generator,
+(notebook -> cell id -> text). The book build executes every notebook once, into Jupyter Book's execution cache
+(``_build/.jupyter_cache``), from which the pages are rendered; ``tests/site/test_executed_outputs.py`` compares the
+cached outputs with the record. (Not ``_build/jupyter_execute``: myst-nb 1.4 writes the notebook it read there, so a
+page rendered from the cache leaves a copy without outputs.) A cell that draws from an unseeded generator,
 or whose number changed, prints something else than the record and fails, naming the cell and both texts. Executing
 every notebook a second time only to compare two runs (what this check did before) doubled the notebook time of
 ``make test``.
@@ -23,7 +25,7 @@ import pathlib
 import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXECUTED = ROOT / "_build" / "jupyter_execute"
+CACHE = ROOT / "_build" / ".jupyter_cache"
 RECORD = ROOT / "tests" / "notebook_outputs.json"
 TAG = "nbval-check-output"
 HOW_TO_RECORD = "if the change is intended, run `make record-outputs` and commit tests/notebook_outputs.json"
@@ -52,14 +54,27 @@ def load_record(path: pathlib.Path = RECORD) -> dict[str, dict[str, str]]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def record_from_build(notebooks: list[pathlib.Path], executed_root: pathlib.Path = EXECUTED) -> dict[str, dict]:
-    """notebook (relative path) -> cell id -> printed text, for every tagged cell of the build's executed copies."""
+def executed_copy(notebook: pathlib.Path, cache_path: pathlib.Path = CACHE):
+    """The notebook with the outputs the book build computed for its current code (from the execution cache)."""
+    from jupyter_cache import get_cache
+
+    name = notebook.relative_to(ROOT).as_posix()
+    assert (cache_path / "global.db").exists(), f"no execution cache in {cache_path}: build the book first (make book)"
+    try:
+        _, executed = get_cache(str(cache_path)).merge_match_into_notebook(nbformat.read(notebook, as_version=4))
+    except KeyError:
+        raise AssertionError(
+            f"{name} has not been executed with its current code: build the book first (make book)"
+        ) from None
+    return executed
+
+
+def record_from_build(notebooks: list[pathlib.Path], cache_path: pathlib.Path = CACHE) -> dict[str, dict]:
+    """notebook (relative path) -> cell id -> printed text, for every tagged cell of the book build's execution."""
     record = {}
     for notebook in notebooks:
         name = notebook.relative_to(ROOT).as_posix()
-        executed = executed_root / notebook.relative_to(ROOT)
-        assert executed.exists(), f"no executed copy of {name} in {executed_root}: build the book first (make book)"
-        cells = tagged_cells(nbformat.read(executed, as_version=4))
+        cells = tagged_cells(executed_copy(notebook, cache_path))
         if cells:
             record[name] = {cell.id: text_of(cell.get("outputs", [])) for cell in cells}
     return record

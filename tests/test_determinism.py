@@ -6,8 +6,11 @@ import json
 
 import nbformat
 import pytest
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
 
-from tests.determinism import ROOT, check_cell, differences, load_record, record_from_build, text_of
+from tests import determinism
+from tests.determinism import check_cell, differences, load_record, record_from_build, text_of
 
 
 def stream(text):
@@ -19,26 +22,30 @@ def result(text):
 
 
 @pytest.fixture
-def build(tmp_path):
-    """A fake book build holding an executed copy of chapters/xx/page.ipynb with one tagged and one untagged cell."""
+def build(tmp_path, monkeypatch):
+    """A fake repository with chapters/xx/page.ipynb (one tagged, one untagged cell) and an execution cache of it."""
+    monkeypatch.setattr(determinism, "ROOT", tmp_path)
     tagged = nbformat.v4.new_code_cell("print(0.25)", metadata={"tags": ["nbval-check-output"]})
-    tagged.outputs = [stream("0.25\n")]
     timing = nbformat.v4.new_code_cell("print(time.time())")
-    timing.outputs = [stream("1765000000.1\n")]
-    target = tmp_path / "chapters" / "xx" / "page.ipynb"
-    target.parent.mkdir(parents=True)
-    nbformat.write(nbformat.v4.new_notebook(cells=[tagged, timing]), target)
-    return tmp_path, ROOT / "chapters" / "xx" / "page.ipynb", tagged
+    path = tmp_path / "chapters" / "xx" / "page.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[tagged, timing]), path)
+    executed = nbformat.read(path, as_version=4)
+    executed.cells[0].outputs = [stream("0.25\n")]
+    executed.cells[1].outputs = [stream("1765000000.1\n")]
+    cache = tmp_path / "cache"
+    get_cache(str(cache)).cache_notebook_bundle(CacheBundleIn(executed, str(path)), check_validity=False)
+    return cache, path, tagged
 
 
 def test_record_holds_only_tagged_cells(build):
-    root, notebook, cell = build
-    assert record_from_build([notebook], executed_root=root) == {"chapters/xx/page.ipynb": {cell.id: "0.25\n"}}
+    cache, notebook, cell = build
+    assert record_from_build([notebook], cache_path=cache) == {"chapters/xx/page.ipynb": {cell.id: "0.25\n"}}
 
 
 def test_same_text_passes_and_a_different_number_fails(build):
-    root, notebook, cell = build
-    record = record_from_build([notebook], executed_root=root)
+    cache, notebook, cell = build
+    record = record_from_build([notebook], cache_path=cache)
     check_cell(notebook, cell, [stream("0.25\n")], record=record)
     diff = r"printed something else(.|\n)*-0.25(.|\n)*\+0.26(.|\n)*make record-outputs"
     with pytest.raises(AssertionError, match=diff):
@@ -50,13 +57,22 @@ def test_unrecorded_and_stale_cells_are_named():
     assert len(problems) == 2
     assert "gone is in the record but no longer" in problems[0] and "new has no recorded output" in problems[1]
     with pytest.raises(AssertionError, match="has no recorded output"):
-        check_cell(ROOT / "chapters" / "xx" / "page.ipynb", nbformat.v4.new_code_cell("1"), [], record={})
+        check_cell(determinism.ROOT / "chapters" / "xx" / "page.ipynb", nbformat.v4.new_code_cell("1"), [], record={})
 
 
 def test_missing_book_build_fails(build, tmp_path):
     _, notebook, _ = build
-    with pytest.raises(AssertionError, match="build the book first"):
-        record_from_build([notebook], executed_root=tmp_path / "nowhere")
+    with pytest.raises(AssertionError, match="no execution cache"):
+        record_from_build([notebook], cache_path=tmp_path / "nowhere")
+
+
+def test_a_notebook_changed_since_the_build_fails(build):
+    cache, notebook, _ = build
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[0].source = "print(0.5)"
+    nbformat.write(nb, notebook)
+    with pytest.raises(AssertionError, match="not been executed with its current code"):
+        record_from_build([notebook], cache_path=cache)
 
 
 def test_the_committed_record_is_valid_json_of_text(tmp_path):
