@@ -6,6 +6,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
+    .venv/bin/python benchmarks/run.py --only testloop  # `make test` on a fresh clone of HEAD, timed per target
 
 Writes ``benchmarks/results.json`` (every number, with the machine and the date) and ``benchmarks/results.md``
 (the same, readable). A run with ``--only`` keeps the other sections of an earlier ``results.json``, each with
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import pathlib
@@ -36,7 +36,10 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "testloop")
+# A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
+ONLY_ON_REQUEST = ("testloop",)
+TEST_LOOP_TARGET_S = 720.0  # issue 10: `make test` on a fresh clone within 12 minutes on this machine
 GRADING_RATE_TARGET = 12.0  # issue 10: a typical class graded at >= 12 submissions per minute on this machine
 
 
@@ -593,16 +596,6 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
 # ----- (g) batch grading -----------------------------------------------------------------------------------
 
 
-def _load_module(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec.name in sys.modules:
-        return sys.modules[spec.name]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being built
-    spec.loader.exec_module(module)
-    return module
-
-
 def bench_grading(quick: bool) -> dict:
     """Grade a typical class with tools/grade.py (default jobs) and count submissions per minute.
 
@@ -613,9 +606,11 @@ def bench_grading(quick: bool) -> dict:
     import resource
     import tempfile
 
-    grade = _load_module("_lmbook_tools_grade", ROOT / "tools" / "grade.py")
-    exercises = _load_module("_lmbook_tools_exercises", ROOT / "tools" / "exercises.py")
-    builders = _load_module("_lmbook_tests_test_exercises", ROOT / "tests" / "test_exercises.py")
+    if str(ROOT) not in sys.path:  # tools/ and tests/ are packages at the repository root
+        sys.path.insert(0, str(ROOT))
+    from tests import test_exercises as builders
+    from tools import exercises, grade
+
     keep = ("solution", "mistakes-0") if quick else ("solution", "untouched", "mistakes-0", "mistakes-1")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         everything, folder = pathlib.Path(tmp) / "all", pathlib.Path(tmp) / "class"
@@ -665,6 +660,58 @@ def bench_grading(quick: bool) -> dict:
     }
 
 
+def _make_test_steps(makefile: pathlib.Path) -> list[str]:
+    """The targets `make test` runs, read from a Makefile's ``test:`` line, after the install step."""
+    for line in makefile.read_text(encoding="utf-8").splitlines():
+        if line.startswith("test:"):
+            return ["install", *line.split(":", 1)[1].split()]
+    raise ValueError(f"{makefile} has no test target")
+
+
+def bench_testloop(rev: str, previous: dict | None) -> dict:
+    """`make test` on a fresh clone of ``rev``: each of its targets in turn, with its wall time.
+
+    The clone is made from this repository (no network); the targets are those of the clone's own ``test:`` line,
+    in order, after ``make install`` in the clone's fresh virtual environment, so the install is part of the time,
+    as it is in CI. Runs of other commits recorded earlier are kept beside it (e.g. the loop before a change).
+    """
+    import subprocess
+    import tempfile
+
+    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    rows, load_before = [], os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-testloop-") as tmp:
+        clone = pathlib.Path(tmp) / "book"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "--quiet", commit.strip()], cwd=clone, check=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        steps = _make_test_steps(clone / "Makefile")
+        for step in steps:
+            start = time.perf_counter()
+            done = subprocess.run(["make", step], cwd=clone, env=env, capture_output=True, text=True)
+            rows.append({"target": step, "seconds": time.perf_counter() - start, "exit_code": done.returncode})
+            print(f"  make {step}: {rows[-1]['seconds']:.0f} s (exit {done.returncode})", flush=True)
+            if done.returncode:
+                print((done.stdout + done.stderr)[-3000:])
+                break
+    total = sum(row["seconds"] for row in rows)
+    passed = len(rows) == len(steps) and all(row["exit_code"] == 0 for row in rows)
+    run = {"commit": commit.strip(), "load_average_before": load_before, "rows": rows, "total_seconds": total}
+    run["date"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    others = [r for r in (previous or {}).get("runs", []) if r["commit"] != run["commit"]]
+    return {
+        "what": "`make test` on a fresh clone, target by target as its Makefile's test line lists them, after "
+        "`make install` in a fresh virtual environment (from the local package index); the latest run is the one "
+        "the targets judge, earlier runs of other commits are kept for comparison",
+        "runs": [*others[-3:], run],
+        "total_seconds": total,
+        "targets": [
+            target("make test on a fresh clone", round(total), TEST_LOOP_TARGET_S, "s", total <= TEST_LOOP_TARGET_S),
+            target("make test passes", "yes" if passed else "no", "yes", "", passed=passed),
+        ],
+    }
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -693,7 +740,8 @@ def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading`, `--quick`). Every number below was measured, not "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|testloop`, `--quick`). Every number below was "
+        "measured, not "
         "estimated; each section names its machine and date.",
         "",
     ]
@@ -824,6 +872,18 @@ def render_markdown(results: dict) -> str:
             f"| 1-minute load average before the run | {s['load_average_before']:.1f} |",
             "",
         ]  # fmt: skip
+    if "testloop" in sections:
+        s = sections["testloop"]
+        lines += ["## (h) The test loop", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        for run in s["runs"]:
+            lines += [
+                f"Commit `{run['commit'][:10]}`, run {run['date']} "
+                f"(1-minute load average before: {run['load_average_before']:.1f}):",
+                "",
+            ]
+            lines += ["| make target | wall time (s) | exit code |", "|---|---:|---:|"]
+            lines += [f"| {r['target']} | {r['seconds']:.0f} | {r['exit_code']} |" for r in run["rows"]]
+            lines += [f"| **all of make test** | **{run['total_seconds']:.0f}** | |", ""]
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
@@ -867,13 +927,15 @@ def main(argv: list[str] | None = None) -> int:
         help="fewer MLP steps and widget repeats (notebooks always run in full)",
     )
     parser.add_argument("--match", help="only notebooks whose path contains this text")
+    parser.add_argument("--rev", default="HEAD", help="the commit whose `make test` the testloop section times")
     args = parser.parse_args(argv)
     _use_local_lib()
 
     info = machine()
     date = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     previous = load_previous()
-    sections = dict(previous.get("sections", {})) if args.only else {}
+    kept = previous.get("sections", {})  # --only keeps every other section; a full run keeps the on-request ones
+    sections = dict(kept) if args.only else {k: v for k, v in kept.items() if k in ONLY_ON_REQUEST}
     runners = {
         "notebooks": lambda: bench_notebooks(args.quick, args.match),
         "mlp": lambda: bench_mlp(args.quick),
@@ -882,8 +944,9 @@ def main(argv: list[str] | None = None) -> int:
         "bert": lambda: bench_bert(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
         "grading": lambda: bench_grading(args.quick),
+        "testloop": lambda: bench_testloop(args.rev, previous.get("sections", {}).get("testloop")),
     }
-    for name in [args.only] if args.only else SECTIONS:
+    for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:
         print(f"[{name}]", flush=True)
         try:
             section = runners[name]()
