@@ -15,12 +15,7 @@ from lmbook.preprocessing import (
     tukey_fences,
 )
 from lmbook.testing import ShapeError
-
-
-def features(seed: int = 0, n: int = 50, c: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.normal(0, 1, (n, c)) * np.logspace(-2, 3, c) + np.linspace(-50, 50, c)
-
+from tests.lib.test_preprocessing import features  # columns on very different scales, shared with those tests
 
 # ----- MinMaxScaler --------------------------------------------------------------------------------------------
 
