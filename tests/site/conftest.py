@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import pathlib
 import socketserver
 import threading
@@ -11,7 +12,8 @@ import threading
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-HTML = ROOT / "_build" / "html"
+# The built site under test; LMBOOK_SITE names another copy (e.g. a snapshot while the book is being rebuilt).
+HTML = pathlib.Path(os.environ.get("LMBOOK_SITE", ROOT / "_build" / "html"))
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 # Chromium's own background traffic (updates, sync, safe browsing) is switched off: only page requests remain.
