@@ -146,7 +146,7 @@ def page_css(first_page_number: int, running_title: str) -> str:
 def print_site_page(page, base_url: str, entry: TocEntry, number: int, running_title: str, out: pathlib.Path):
     """Open one page of the site, wait until it is typeset and rendered, and print it to out."""
     url = f"{base_url}/{entry.file}.html"
-    response = page.goto(url, wait_until="networkidle", timeout=PAGE_TIMEOUT_MS)
+    response = page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
     if response is None or response.status != 200:
         raise SystemExit(f"pdf: {url} answered {response.status if response else 'nothing'}; is the book built?")
     try:

@@ -87,40 +87,55 @@ def flatten(tree) -> list[tuple[str, int, list]]:
     return [node for item in tree for node in [item, *flatten(item[2])]]
 
 
-def test_every_page_of_the_contents_is_printed(reader):
-    # A title page and a contents page come first; every page of the site takes at least one page.
+@pytest.fixture(scope="module")
+def bookmark(reader) -> dict[str, tuple[str, int, list]]:
+    """Each page of the site's bookmark: the first with its title after the previous page's (titles such as "Common
+    pitfalls, summary and check your understanding" recur from chapter to chapter)."""
+    nodes, found, at = flatten(outline_tree(reader)), {}, 0
+    for entry in ENTRIES:
+        title = site_title(entry.file)
+        at = next((i for i in range(at, len(nodes)) if nodes[i][0] == title), None)
+        assert at is not None, f"no bookmark for {entry.file} ({title!r}) after the previous page's, in contents order"
+        found[entry.file] = nodes[at]
+    return found
+
+
+@pytest.fixture(scope="module")
+def first_page(bookmark) -> dict[str, int]:
+    """Where each page of the site starts in the PDF."""
+    return {name: page for name, (_, page, _) in bookmark.items()}
+
+
+def test_every_page_of_the_contents_is_printed(reader, first_page):
+    # A title page and a contents page come first; every page of the site takes at least one page, in order.
     assert len(reader.pages) >= len(ENTRIES) + 2
-    first = {title: index for title, index, _ in flatten(outline_tree(reader))}[site_title(ENTRIES[0].file)]
+    starts = [first_page[e.file] for e in ENTRIES]
+    assert starts == sorted(set(starts)), "the pages are not in the order of the table of contents"
+    first = starts[0]
     assert first >= 2 and reader.page_labels[0] == "i", "no title and contents pages before the book"
     assert reader.page_labels[first] == "1", "the book's first page is not numbered 1 in the viewer"
 
 
-def test_the_outline_has_every_chapter_with_its_sections(reader):
-    nodes = flatten(outline_tree(reader))
-    titles = {title: children for title, _, children in nodes}
-    for entry in ENTRIES:
-        assert site_title(entry.file) in titles, f"no bookmark for {entry.file} ({site_title(entry.file)!r})"
+def test_the_outline_has_every_chapter_with_its_sections(bookmark):
     chapter = None
     for entry in ENTRIES:
         if entry.depth == 1:
             chapter = entry.file
         else:
-            under = {title for title, _, _ in titles[site_title(chapter)]}
-            assert site_title(entry.file) in under, f"{entry.file} is not bookmarked under {chapter}"
+            assert bookmark[entry.file] in bookmark[chapter][2], f"{entry.file} is not bookmarked under {chapter}"
 
 
-def test_each_page_title_is_text_on_its_bookmarked_page(reader, page_texts):
-    pages = {title: index for title, index, _ in flatten(outline_tree(reader))}
+def test_each_page_title_is_text_on_its_bookmarked_page(first_page, page_texts):
     for entry in ENTRIES:
         title = site_title(entry.file)
-        assert title in normalise(page_texts[pages[title]]), f"{entry.file}: {title!r} is not text on its first page"
+        text = normalise(page_texts[first_page[entry.file]])
+        assert title in text, f"{entry.file}: {title!r} is not text on its first page"
 
 
 @pytest.fixture(scope="module")
-def page_text_of(reader, page_texts) -> dict[str, str]:
+def page_text_of(first_page, page_texts) -> dict[str, str]:
     """Each site page's text in the PDF: from its bookmarked first page to the next site page's."""
-    pages = {title: index for title, index, _ in flatten(outline_tree(reader))}
-    starts = [pages[site_title(e.file)] for e in ENTRIES] + [len(page_texts)]
+    starts = [first_page[e.file] for e in ENTRIES] + [len(page_texts)]
     return {e.file: "\f".join(page_texts[starts[i] : starts[i + 1]]) for i, e in enumerate(ENTRIES)}
 
 
