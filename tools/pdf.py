@@ -343,7 +343,8 @@ def build_pdf(site: pathlib.Path, out: pathlib.Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lmbook-pdf-") as tmp, serve(site) as base_url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": TEXT_WIDTH_PX, "height": 1000})
+        # Light colours whatever the machine prefers: paper is white.
+        context = browser.new_context(viewport={"width": TEXT_WIDTH_PX, "height": 1000}, color_scheme="light")
         page = context.new_page()
         printed: list[PrintedPage] = []
         number, chapter_title = 1, book_title
@@ -357,6 +358,7 @@ def build_pdf(site: pathlib.Path, out: pathlib.Path) -> dict:
                 chapter_title = result.title
             number += result.pages
             printed.append(result)
+            print(f"pdf: [{i + 1}/{len(entries)}] {entry.file}: {result.pages} pages", file=sys.stderr, flush=True)
 
         # The contents lists body page numbers, known now; the front matter's own length only shifts page indices.
         front = pathlib.Path(tmp) / "front.pdf"
