@@ -8,7 +8,7 @@ scikit-learn, transformers (and pandas), and nothing of this book; the notebook'
 environment and runs the book there, offline except for PyPI:
 
 1. a fresh virtual environment gets, first, lmbook's dependencies at the *lowest* versions ``pyproject.toml``
-   claims (``numpy>=1.26`` installs ``numpy==1.26``), torch at the version ``requirements.txt`` pins (the CPU
+   claims (``numpy>=1.24`` installs ``numpy==1.24``), torch at the version ``requirements.txt`` pins (the CPU
    build this machine has; any other torch is a multi-GB GPU build), pandas at the lowest version the exercise
    grader accepts, and the kernel and nbclient at the book's pinned versions;
 2. a stub package ``google.colab``, imported when each kernel starts, makes the set-up cell take its Colab branch;
@@ -55,6 +55,7 @@ CHOICES: dict[str, str] = {}
 DEFAULT_EXERCISE = "gradient-descent"
 CELL_TIMEOUT = 600  # seconds; the set-up cells of the exercise sets install otter-grader
 STUB = '"""A stand-in for Colab\'s own package, made by tools/colab_check.py: only its presence matters."""\n'
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colours of IPython's tracebacks
 QUIET_PIP = re.compile(r"^WARNING: Location '.*' is ignored")  # this machine's pip.conf names missing indexes
 
 
@@ -270,7 +271,8 @@ def run_notebook(venv: pathlib.Path, wheel: pathlib.Path, notebook: pathlib.Path
         cwd=out.parent,
     )
     if proc.returncode != 0:
-        tail = "\n".join(line for line in proc.stderr.splitlines() if not QUIET_PIP.match(line))[-4000:]
+        lines = ANSI.sub("", proc.stderr).splitlines()
+        tail = "\n".join(line for line in lines if not QUIET_PIP.match(line))[-4000:]
         raise CheckFailed(f"{notebook.relative_to(ROOT)} raised in the Colab-like kernel:\n{tail}")
     return time.perf_counter() - start
 
