@@ -3,7 +3,8 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
-    .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets
+    .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
+                                                        # grading, pages (the built book in Chromium), testloop
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
     .venv/bin/python benchmarks/run.py --only testloop  # `make test` on a fresh clone of HEAD, timed per target
@@ -36,11 +37,13 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "testloop")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "pages", "testloop")
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
 TEST_LOOP_TARGET_S = 720.0  # issue 10: `make test` on a fresh clone within 12 minutes on this machine
 GRADING_RATE_TARGET = 12.0  # issue 10: a typical class graded at >= 12 submissions per minute on this machine
+PAGE_WEIGHT_LIMIT_MB = 6.0  # issue 11: a page with widgets weighs under 6 MB (as sent, gzip where a server uses it)
+INTERACTIVE_LIMIT_S = 2.0  # issue 11: ... and its widgets respond within 2 s of navigation, on a local server
 
 
 def _use_local_lib() -> None:
@@ -742,13 +745,61 @@ def _machine_line(m: dict) -> str:
     )
 
 
+# ----- (i) the published pages --------------------------------------------------------------------------------
+
+
+def bench_pages(quick: bool) -> dict:
+    """Open each widget page of the built book (_build/html) in Chromium: weight and time until its widgets respond.
+
+    Each page is loaded in a fresh browser context (empty cache) from a local server; the time runs from the start
+    of navigation until every recorded widget of the page shows its picture (median of the loads).
+    """
+    if str(ROOT) not in sys.path:  # tests/ is a package at the repository root
+        sys.path.insert(0, str(ROOT))
+    from playwright.sync_api import sync_playwright
+
+    from tests.site import conftest
+    from tests.site.pages import page_weight, seconds_to_interactive
+    from tests.site.test_site import WIDGET_PAGES
+
+    repeats = 1 if quick else 3
+    rows = []
+    with conftest.serve() as site_url:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=conftest.CHROMIUM, args=conftest.CHROMIUM_ARGS)
+            for name in sorted(WIDGET_PAGES):
+                weight = page_weight(browser, site_url, name)
+                times = [
+                    seconds_to_interactive(browser, site_url, name, ".lmbook-recorded img.lmbook-recorded-figure")
+                    for _ in range(repeats)
+                ]
+                rows.append({
+                    "page": name, "sent_mb": weight.sent_bytes / 1e6, "raw_mb": weight.raw_bytes / 1e6,
+                    "requests": len(weight.files), "interactive_s": statistics.median(times),
+                })  # fmt: skip
+            browser.close()
+    heaviest = max(rows, key=lambda r: r["sent_mb"])
+    slowest = max(rows, key=lambda r: r["interactive_s"])
+    return {
+        "what": f"every page with widgets ({len(rows)}), loaded by Chromium from a local server with an empty cache: "
+        "the bytes it fetched (as sent with gzip, where a server such as GitHub Pages compresses; and raw) and the "
+        f"seconds until all its recorded widgets respond (median of {repeats})",
+        "rows": rows,
+        "targets": [
+            target(f"heaviest widget page ({heaviest['page']}), MB sent", round(heaviest["sent_mb"], 2),
+                   PAGE_WEIGHT_LIMIT_MB, "MB"),
+            target(f"slowest widget page to respond ({slowest['page']})", round(slowest["interactive_s"], 2),
+                   INTERACTIVE_LIMIT_S, "s"),
+        ],
+    }  # fmt: skip
+
+
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|testloop`, `--quick`). Every number below was "
-        "measured, not "
-        "estimated; each section names its machine and date.",
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop`, `--quick`). "
+        "Every number below was measured, not estimated; each section names its machine and date.",
         "",
     ]
     m = results["machine"]
@@ -878,6 +929,16 @@ def render_markdown(results: dict) -> str:
             f"| 1-minute load average before the run | {s['load_average_before']:.1f} |",
             "",
         ]  # fmt: skip
+    if "pages" in sections:
+        s = sections["pages"]
+        lines += ["## (i) The published pages", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["| page | MB sent | MB raw | requests | widgets respond after (s) |", "|---|---:|---:|---:|---:|"]
+        for row in s["rows"]:
+            lines.append(
+                f"| {row['page']} | {row['sent_mb']:.2f} | {row['raw_mb']:.2f} | {row['requests']} "
+                f"| {row['interactive_s']:.2f} |"
+            )
+        lines.append("")
     if "testloop" in sections:
         s = sections["testloop"]
         lines += ["## (h) The test loop", "", _sentence(s["what"]), "", _section_meta(s), ""]
@@ -951,6 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
         "bert": lambda: bench_bert(args.quick),
         "widgets": lambda: bench_widgets(args.quick),
         "grading": lambda: bench_grading(args.quick),
+        "pages": lambda: bench_pages(args.quick),
         "testloop": lambda: bench_testloop(args.rev, previous.get("sections", {}).get("testloop"), args.baseline),
     }
     for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:

@@ -37,6 +37,8 @@ CACHE = ROOT / "_build" / ".jupyter_cache"
 TIMES = ROOT / "_build" / ".notebook-times.json"
 BENCHMARKS = ROOT / "benchmarks" / "results.json"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# lmbook.widgets.recorded.RECORD_VARIABLE (not imported: lmbook would load torch into this process for one name).
+RECORD_VARIABLE = "LMBOOK_RECORD_WIDGETS"
 
 
 def book_notebooks() -> list[pathlib.Path]:
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     share = str(max(1, (os.cpu_count() or 1) // args.jobs))
     for name in THREAD_VARIABLES:  # inherited by the worker processes and the kernels they start
         os.environ.setdefault(name, share)
+    # The pages are the book: each widget is displayed as its recording (lmbook.widgets.recorded), whose main
+    # controls keep working in the static HTML.
+    os.environ[RECORD_VARIABLE] = "1"
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {pool.submit(_execute, str(p), book_timeout()): p for p in todo}

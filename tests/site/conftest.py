@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -15,7 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The built site under test; LMBOOK_SITE names another copy (e.g. a snapshot while the book is being rebuilt).
 HTML = pathlib.Path(os.environ.get("LMBOOK_SITE", ROOT / "_build" / "html"))
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium; LMBOOK_CHROMIUM names another Chromium-based browser (the deploy workflow uses Google Chrome).
+CHROMIUM = os.environ.get("LMBOOK_CHROMIUM", "/usr/bin/chromium")
 # Chromium's own background traffic (updates, sync, safe browsing) is switched off: only page requests remain.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -34,17 +36,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def site_url():
-    assert (HTML / "index.html").exists(), "build the book first: make book"
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
+@contextlib.contextmanager
+def serve(directory: pathlib.Path = HTML):
+    """Serve ``directory`` on a free loopback port; yields its base URL (also used by benchmarks/run.py)."""
+    assert (directory / "index.html").exists(), "build the book first: make book"
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    with serve(HTML) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

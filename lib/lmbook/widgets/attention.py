@@ -188,6 +188,11 @@ class AttentionViewer(InteractiveWidget):
                 label.set_fontproperties(font)
             key.set_rotation(rotation)
 
+    def record_grid(self) -> dict:
+        """Recorded for the static book: every layer x every head, for the text shown (a new text needs a kernel)."""
+        heads = sorted({h for (_layer, h) in self.maps})
+        return {"layer": sorted({layer for (layer, _h) in self.maps}), "head": heads}
+
     def redraw(self) -> float:
         """Show the current text, layer and head; return the seconds it took (model + render)."""
         start = time.perf_counter()
@@ -318,6 +323,12 @@ class PositionalEncodingExplorer(InteractiveWidget):
             raise ValueError(f"kind must be 'cosine' or 'dot', got {kind!r}")
         if not (_T_RANGE[0] <= T <= _T_RANGE[1] and _C_RANGE[0] <= C <= _C_RANGE[1]):
             raise ValueError(f"T must be in {_T_RANGE} and C in {_C_RANGE}, got T={T}, C={C}")
+
+    def record_grid(self) -> dict:
+        """Recorded for the static book: 4 lengths x 4 widths x both similarities."""
+        v = self.values
+        lengths, widths = sorted({16, 64, 128, 256, v["T"]}), sorted({8, 16, 64, 128, v["C"]})
+        return {"T": lengths, "C": widths, "kind": ["cosine", "dot"]}
 
     def redraw(self) -> float:
         """Recompute and redraw with the current settings; return the seconds it took."""

@@ -131,5 +131,25 @@ class InteractiveWidget:
         settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
         return f"{type(self).__name__}({settings})"
 
+    def record_grid(self) -> dict:
+        """The main controls and the values of each that the static book records: ``{name: [values]}``.
+
+        Each widget class chooses them so that the page stays light (see :mod:`lmbook.widgets.recorded`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no record_grid(): it cannot be recorded for the book")
+
+    def recorded(self, grid: dict | None = None):
+        """The :class:`~lmbook.widgets.recorded.RecordedView` of this widget over ``grid`` (or ``record_grid()``)."""
+        from lmbook.widgets.recorded import RecordedView
+
+        return RecordedView(self, self.record_grid() if grid is None else grid)
+
     def _repr_mimebundle_(self, **kwargs):
+        from lmbook.widgets.recorded import recording
+
+        if recording():
+            # The book's build: the page gets the recorded view, whose main controls work without a kernel.
+            if getattr(self, "_recorded_view", None) is None:
+                self._recorded_view = self.recorded()
+            return self._recorded_view._repr_mimebundle_(**kwargs)
         return self.widget._repr_mimebundle_(**kwargs)

@@ -111,6 +111,7 @@ class LearningRateExplorer(InteractiveWidget):
         self.steps_slider = widgets.IntSlider(
             value=steps, min=_STEPS_RANGE[0], max=_STEPS_RANGE[1], step=10, description="steps", style=style
         )
+        self.controls = {"lr": self.lr_slider, "steps": self.steps_slider}
         self.status = widgets.HTML()
         self.figure_image = BlitFigureImage(plotting.figure(8.0, 3.5, dpi=WIDGET_DPI, layout=None))
         self.figure.subplots_adjust(left=0.07, right=0.975, bottom=0.14, top=0.9, wspace=0.25)
@@ -128,6 +129,12 @@ class LearningRateExplorer(InteractiveWidget):
     def values(self) -> dict:
         """The current settings: ``{"lr": ..., "steps": ...}``."""
         return {"lr": self.lr_slider.value, "steps": self.steps_slider.value}
+
+    def record_grid(self) -> dict:
+        """Recorded for the static book: 12 learning rates from 0.001 to 2 x 4 step counts."""
+        v = self.values
+        rates = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, v["lr"]}
+        return {"lr": sorted(rates), "steps": sorted({10, 50, 100, 200, v["steps"]})}
 
     def _build_figure(self) -> None:
         self.ax_fit, self.ax_loss = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0]})

@@ -106,6 +106,7 @@ class NeuronExplorer(InteractiveWidget):
         self.activation_menu = widgets.Dropdown(
             options=list(ACTIVATIONS), value=activation, description="activation f", style=SLIDER_STYLE
         )
+        self.controls = {"w": self.w_slider, "b": self.b_slider, "activation": self.activation_menu}
         self.status = widgets.HTML()
         # Fixed margins instead of a layout engine: the axes stay put when the activation (and with it the
         # y tick labels) changes, and no layout pass slows down each redraw.
@@ -124,6 +125,13 @@ class NeuronExplorer(InteractiveWidget):
     def values(self) -> dict:
         """The current control values: ``{"w": ..., "b": ..., "activation": ...}``."""
         return {"w": self.w_slider.value, "b": self.b_slider.value, "activation": self.activation_menu.value}
+
+    def record_grid(self) -> dict:
+        """Recorded for the static book: 7 weights x 3 biases x the 4 activations (plus the current values)."""
+        v = self.values
+        w = sorted({-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 5.0, v["w"]})
+        b = sorted({-2.0, 0.0, 2.0, v["b"]})
+        return {"w": w, "b": b, "activation": list(ACTIVATIONS)}
 
     def _build_figure(self) -> None:
         fig = self.figure

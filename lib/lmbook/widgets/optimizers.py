@@ -170,6 +170,12 @@ class OptimizerRace(InteractiveWidget):
         v["optimizers"] = tuple(name for name in RACE_OPTIMIZERS if self.checkboxes[name].value)
         return v
 
+    def record_grid(self) -> dict:
+        """Recorded for the static book: each surface x 7 learning rates x 3 momentums (the optimisers shown)."""
+        v = self.values
+        rates = {0.001, 0.004, 0.01, 0.02, 0.04, 0.1, 0.4, v["lr"]}
+        return {"surface": list(SURFACES), "lr": sorted(rates), "momentum": sorted({0.0, 0.5, 0.9, v["momentum"]})}
+
     def _build_figure(self) -> None:
         self.ax_surface, self.ax_loss = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1.0]})
         ax = self.ax_surface

@@ -149,6 +149,15 @@ class OverfittingExplorer(InteractiveWidget):
         if "l2" in values and values["l2"] not in L2_OPTIONS:
             raise ValueError(f"l2 must be one of {L2_OPTIONS}, got {values['l2']}")
 
+    def record_grid(self) -> dict:
+        """Recorded for the static book: every degree x 2 training-set sizes x 3 penalties."""
+        v = self.values
+        return {
+            "degree": list(range(MAX_DEGREE + 1)),
+            "n_train": sorted({12, 50, v["n_train"]}),
+            "l2": sorted({0.0, 1e-3, 1e-1, v["l2"]}),
+        }
+
     def _build_figure(self) -> None:
         self.ax_fit, self.ax_err = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})
         ax = self.ax_fit

@@ -78,6 +78,7 @@ class ThresholdExplorer(InteractiveWidget):
             style=SLIDER_STYLE,
             layout=widgets.Layout(width="420px"),
         )
+        self.controls = {"threshold": self.threshold_slider}
         self.status = widgets.HTML()
         # Fixed margins instead of a layout engine: nothing in the figure changes size. Only the artists that
         # the threshold moves are redrawn (blitting), which keeps a slider move well under 100 ms.
@@ -109,6 +110,17 @@ class ThresholdExplorer(InteractiveWidget):
                 f"threshold must lie between the lowest and highest score, {self.low:.4g} and {self.high:.4g}; "
                 f"got {threshold}"
             )
+
+    def record_grid(self) -> dict:
+        """Recorded for the static book: 41 thresholds evenly spread from the lowest to the highest score.
+
+        The grid point nearest the current threshold is replaced by it, so that the page opens on the live
+        widget's picture and no two recorded thresholds read the same.
+        """
+        current = self.values["threshold"]
+        thresholds = [float(t) for t in np.linspace(self.low, self.high, 41)]
+        thresholds[int(np.argmin(np.abs(np.asarray(thresholds) - current)))] = current
+        return {"threshold": sorted(thresholds)}
 
     def _build_figure(self) -> None:
         fig = self.figure
