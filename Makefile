@@ -12,11 +12,12 @@ VENDOR := _build/vendor_site/vendor/embed-amd.js
 PYTEST := $(PY) -m pytest
 
 .PHONY: help install book book-fresh test test-lib test-notebooks test-site lint lab bench setup-cells \
-        exercises grade clean record-outputs
+        exercises grade clean record-outputs pdf
 
 help:
 	@echo "make book       build the executed HTML book into _build/html (installs everything first)"
 	@echo "make test       run every test: lint, library, notebooks, exercises, built site in Chromium"
+	@echo "make pdf        the whole book as one PDF -> _build/pdf/book.pdf (and _build/html/book.pdf)"
 	@echo "make lab        open JupyterLab on the book"
 	@echo "make record-outputs  after an intended change of printed output: record the tagged cells' text"
 	@echo "make bench      time notebooks, the MLP step against torch, widget latency -> benchmarks/results.*"
@@ -53,9 +54,14 @@ book: install
 	  echo "lmbook or the requirements changed since the last build: executing every notebook again"; \
 	  rm -rf _build/.jupyter_cache; fi
 	$(PY) tools/execute.py
-	$(BIN)/jupyter-book build . -W
+	LMBOOK_RECORD_WIDGETS=1 $(BIN)/jupyter-book build . -W
 	@touch $(BOOK_STAMP)
 	@echo "Open _build/html/index.html"
+
+# The whole book as one PDF, printed from the built HTML by Chromium (tools/pdf.py); the site links to it.
+pdf: book
+	$(PY) tools/pdf.py
+	cp _build/pdf/book.pdf _build/html/book.pdf
 
 book-fresh: install
 	rm -rf _build/html _build/.jupyter_cache _build/jupyter_execute
@@ -70,6 +76,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(PY) tools/setup_cell.py --check
 	$(PY) tools/exercises.py --check
+	$(PY) tools/lint_workflows.py
 
 # Library, reference, grading and notebook-rule tests, on every core (pytest-xdist). One file stays on one worker, so
 # that a file-wide fixture (the graded class of tests/test_exercises.py) is computed once, not once per worker.
@@ -78,8 +85,8 @@ test-lib: install
 
 # The built book: each tagged cell printed its recorded text (tests/notebook_outputs.json), and the site works in
 # Chromium. Nothing is executed again: the build ran every notebook once.
-test-site: book
-	$(PYTEST) tests/site -q
+test-site: book pdf
+	$(PYTEST) tests/site -q --durations=5
 
 # Not part of `make test`: execute every chapter notebook a second time, in a fresh kernel each (nbval); tagged cells
 # must print their recorded text there too (conftest.py). One thread each, as tools/execute.py runs them.

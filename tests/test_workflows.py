@@ -22,7 +22,7 @@ def test_the_real_workflows_pass():
 BREAKAGES = {
     "misspelt key": ("    permissions:\n      contents: read", "    permisions:\n      contents: read", "schema"),
     "no runs-on": ("    runs-on: ubuntu-24.04\n    timeout-minutes: 90\n", "    timeout-minutes: 90\n", "schema"),
-    "template injection": ("run: make book", 'run: make book "${{ github.event.head_commit.message }}"', "zizmor"),
+    "template injection": ("run: make book pdf", 'run: make book pdf "${{ github.event.head_commit.message }}"', "zizmor"),
 }
 
 
@@ -44,15 +44,15 @@ def test_no_workflow_is_a_failure(tmp_path):
     assert lint(workflow_files([tmp_path])) == ["no workflow files to check"]
 
 
-def test_the_deploy_workflow_builds_with_make_book_and_publishes_with_nojekyll():
+def test_the_deploy_workflow_builds_the_book_and_its_pdf_and_publishes_with_nojekyll():
     workflow = yaml.safe_load(DEPLOY.read_text())
     build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
     runs = [step.get("run", "") for step in build["steps"]]
     uses = [step.get("uses", "").split("@")[0] for step in build["steps"]]
-    assert "make book" in runs
+    assert "make book pdf" in runs
     # .nojekyll is written after the build and before the upload, and the upload keeps dot-files.
     assert (
-        runs.index("make book")
+        runs.index("make book pdf")
         < runs.index("touch _build/html/.nojekyll")
         < uses.index("actions/upload-pages-artifact")
     )

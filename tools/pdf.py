@@ -20,22 +20,16 @@ labels), so the numbers a viewer shows match the printed ones.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import functools
 import html
-import http.server
 import json
 import os
 import pathlib
-import socketserver
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import yaml
@@ -47,7 +41,7 @@ if str(ROOT) not in sys.path:  # run as a script: its sibling scripts are import
 from pypdf import PdfReader, PdfWriter  # noqa: E402
 from pypdf.generic import ArrayObject, FloatObject, NameObject, NullObject  # noqa: E402
 
-from tests.site.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - one home for the browser's flags
+from tests.site.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402 - one home for the browser and server
 from tools.toc import TocEntry, toc_entries  # noqa: E402
 
 PRINT_CSS = ROOT / "book_assets" / "print.css"
@@ -108,26 +102,6 @@ class PrintedPage:
     first: int = 0  # index of its first page in the final PDF (after the front matter)
     anchors: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # id -> (page in this PDF, top)
     scaled: int = 0  # equations, tables and widgets scaled down to fit the width of the paper
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # noqa: D401 - keep the output readable
-        pass
-
-
-@contextlib.contextmanager
-def serve(folder: pathlib.Path) -> Iterator[str]:
-    """Serve a folder on a free loopback port (the pattern of tests/site/conftest.py); yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def css_string(text: str) -> str:
