@@ -22,7 +22,8 @@ environment and runs the book there, offline except for PyPI:
    installed from the wheel.
 
 A failing step stops the script with the reason; a summary of versions, notebooks with seconds and grades is
-printed at the end. Nothing is cached between runs except pip's own download cache.
+printed at the end. Nothing is cached between runs except pip's own download cache. ``--keep DIR`` keeps the
+venv, both ``pip freeze`` listings and the executed notebooks.
 """
 
 from __future__ import annotations
@@ -189,9 +190,10 @@ def build_wheel(out: pathlib.Path) -> pathlib.Path:
     return wheels[0]
 
 
-def freeze(venv: pathlib.Path) -> dict[str, str]:
-    """``pip freeze`` of the venv, lower-case name -> version (or the direct reference, for ``name @ url``)."""
+def freeze(venv: pathlib.Path, record: pathlib.Path) -> dict[str, str]:
+    """``pip freeze`` of the venv (also written to ``record``), name -> version (or the URL of ``name @ url``)."""
     text = run([str(venv / "bin" / "python"), "-m", "pip", "freeze"], "pip freeze", env=colab_env(venv))
+    record.write_text(text, encoding="utf-8")
     found = {}
     for line in text.splitlines():
         if "==" in line:
@@ -344,7 +346,7 @@ def check(work: pathlib.Path, notebooks: list[pathlib.Path], exercise: str) -> l
     print(f"colab check: installing {' '.join(f'{k}=={v}' for k, v in packages.items())}", flush=True)
     make_venv(venv, packages)
     timings["Colab-like venv"] = time.perf_counter() - start
-    before = freeze(venv)
+    before = freeze(venv, work / "freeze-before.txt")
     for name, version in packages.items():
         if not version_matches(before.get(normalised(name)), version):
             raise CheckFailed(f"{name}=={version} was asked for, pip installed {before.get(normalised(name))}")
@@ -383,7 +385,7 @@ def check(work: pathlib.Path, notebooks: list[pathlib.Path], exercise: str) -> l
     if not got_wrong < possible or lost["score"] >= lost["possible"]:
         raise CheckFailed(f"a typical mistake in {broken} of {exercise} lost no marks ({got_wrong:g}/{possible:g})")
 
-    after = freeze(venv)
+    after = freeze(venv, work / "freeze-after.txt")
     changed = replaced(packages, before, after)
     if changed:
         raise CheckFailed("the set-up cells replaced Colab's packages: " + "; ".join(changed))
