@@ -12,12 +12,13 @@ VENDOR := _build/vendor_site/vendor/embed-amd.js
 PYTEST := $(PY) -m pytest
 
 .PHONY: help install book book-fresh test test-lib test-notebooks test-site lint lab bench setup-cells \
-        exercises grade clean record-outputs pdf
+        exercises grade clean record-outputs pdf test-colab
 
 help:
 	@echo "make book       build the executed HTML book into _build/html (installs everything first)"
 	@echo "make test       run every test: lint, library, notebooks, exercises, built site in Chromium"
 	@echo "make pdf        the whole book as one PDF -> _build/pdf/book.pdf (and _build/html/book.pdf)"
+	@echo "make test-colab run one notebook per chapter and an exercise set as on Colab (docs/colab.md)"
 	@echo "make lab        open JupyterLab on the book"
 	@echo "make record-outputs  after an intended change of printed output: record the tagged cells' text"
 	@echo "make bench      time notebooks, the MLP step against torch, widget latency -> benchmarks/results.*"
@@ -46,13 +47,14 @@ install: $(STAMP) $(VENDOR)
 # Notebooks are executed once per build, side by side on every core, into Jupyter Book's execution cache
 # (tools/execute.py); the build then renders them, and a cell that raises fails it. The cache is keyed on each
 # notebook's own content only: when lmbook (or a requirement) changed since the last build, it is dropped so that
-# every notebook runs again with the new code.
+# every notebook runs again with the new code, and so is Sphinx's record of the pages it has read (.doctrees),
+# which would otherwise keep showing the old outputs of every notebook whose file did not change.
 BOOK_STAMP := _build/.book-built-stamp
 book: install
 	@if [ -d _build/.jupyter_cache ] && { [ ! -f $(BOOK_STAMP) ] || \
 	    [ -n "$$(find lib requirements.txt -type f -newer $(BOOK_STAMP) | head -n 1)" ]; }; then \
 	  echo "lmbook or the requirements changed since the last build: executing every notebook again"; \
-	  rm -rf _build/.jupyter_cache; fi
+	  rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	$(PY) tools/execute.py
 	LMBOOK_RECORD_WIDGETS=1 $(BIN)/jupyter-book build . -W
 	@touch $(BOOK_STAMP)
@@ -92,6 +94,11 @@ test-site: book pdf
 # must print their recorded text there too (conftest.py). One thread each, as tools/execute.py runs them.
 test-notebooks: book
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTEST) --nbval-lax -p no:cacheprovider chapters -q
+
+# The Colab path, as Colab runs it: a fresh venv holding lmbook's dependencies at pyproject's lower bounds, then each
+# notebook's own set-up cell installs lmbook from a wheel of this checkout (docs/colab.md). CI runs it after make test.
+test-colab: $(STAMP)
+	$(PY) tools/colab_check.py
 
 # After an intended change of what a tagged cell prints: record the new text from the last build, then commit
 # tests/notebook_outputs.json with the change.

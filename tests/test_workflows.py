@@ -22,7 +22,11 @@ def test_the_real_workflows_pass():
 BREAKAGES = {
     "misspelt key": ("    permissions:\n      contents: read", "    permisions:\n      contents: read", "schema"),
     "no runs-on": ("    runs-on: ubuntu-24.04\n    timeout-minutes: 90\n", "    timeout-minutes: 90\n", "schema"),
-    "template injection": ("run: make book pdf", 'run: make book pdf "${{ github.event.head_commit.message }}"', "zizmor"),
+    "template injection": (
+        "run: make book pdf",
+        'run: make book pdf "${{ github.event.head_commit.message }}"',
+        "zizmor",
+    ),
 }
 
 

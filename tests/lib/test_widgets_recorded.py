@@ -134,7 +134,7 @@ def test_the_note_names_the_recorded_and_the_fixed_controls():
     view = race.recorded({"lr": [0.01, 0.04]})
     note = view.widget.children[0].value
     assert "<i>learning rate</i>" in note and "2 settings" in note
-    assert "momentum 0.90" in note and "steps 100" in note and "Binder or Colab" in note
+    assert "<i>momentum</i> = 0.90" in note and "<i>steps</i> = 100" in note and "Binder or Colab" in note
     assert CSS_CLASS in view.widget._dom_classes
 
 

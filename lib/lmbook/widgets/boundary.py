@@ -239,13 +239,8 @@ class DecisionBoundaryTrainer(InteractiveWidget):
         self.widget = widgets.VBox([grid, self.figure_image.image, self.status])
 
     def record_grid(self) -> dict:
-        """Recorded for the static book: every data set x every activation x 4 or 16 hidden units (32 trainings)."""
-        v = self.values
-        return {
-            "dataset": list(DATASETS_2D),
-            "activation": list(ACTIVATIONS),
-            "hidden": sorted({4, 16, v["hidden"]}),
-        }
+        """Recorded for the static book: every data set x every activation (16 trainings, ~0.3 s each)."""
+        return {"dataset": list(DATASETS_2D), "activation": list(ACTIVATIONS)}
 
     def _build_figure(self) -> None:
         self.ax_boundary, self.ax_loss = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})

@@ -189,15 +189,15 @@ class RecordedView:
 
     def _note(self) -> widgets.HTML:
         moved = ", ".join(f"<i>{html.escape(c.description)}</i>" for c in self.controls.values())
-        fixed = "; ".join(f"{html.escape(d)} {html.escape(v)}" for d, v in self.fixed.items())
+        fixed = "; ".join(f"<i>{html.escape(d)}</i> = {html.escape(v)}" for d, v in self.fixed.items())
         text = (
             f"<b>Recorded when the book was built:</b> move {moved} to see the {len(self.states)} settings computed "
             "for this page."
         )
         if fixed:
             text += (
-                f" Here the other settings stay at {fixed}; to change them, and for every value in between, run this "
-                "page on Binder or Colab (the rocket button at the top)."
+                f" The other settings stay fixed here ({fixed}). To change them, and for every value in between, run "
+                "this page on Binder or Colab (the rocket button at the top)."
             )
         else:
             text += " For every value in between, run this page on Binder or Colab (the rocket button at the top)."
