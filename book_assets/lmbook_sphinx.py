@@ -9,11 +9,17 @@ It also lets ``nb_merge_streams`` show a cell's printed lines as one block witho
 myst-nb 1.4 merges the stream outputs of a cell in place, on the very output objects it then writes to
 ``_build/jupyter_execute``, so every line printed after the first interruption (a warning on stderr, a figure) was
 written there twice. The merge here works on a copy; the page shows the merged block, the notebook keeps its outputs.
+
+Finally it gives a few controls of the theme the accessible names that axe-core asks for (tests/site/test_reading.py),
+by rewriting each written page once the build has finished (``accessible_controls``): the theme renders them from its
+own templates, so there is no earlier place to change them.
 """
 
 from __future__ import annotations
 
 import copy
+import pathlib
+import re
 
 from myst_nb.core import render as _myst_nb_render
 from myst_nb.core.utils import coalesce_streams
@@ -46,8 +52,47 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
     scripts[:] = unique  # in place: other extensions still add page scripts to this same list
 
 
+# (pattern, replacement) pairs; each matches only the theme's original markup, so a page is never rewritten twice.
+_ACCESSIBLE_CONTROLS = [
+    # The search button shows "Search Ctrl+K" but was named "Search": a speech-input user saying what they see
+    # would not reach it (WCAG 2.5.3, axe's label-content-name-mismatch).
+    (
+        re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*) aria-label="Search"'),
+        r'\1 aria-label="Search Ctrl+K"',
+    ),
+    # Font Awesome turns each titled icon of the colour-mode button into text ("Light Dark System Settings") that the
+    # button's name, "Color mode", does not contain; the icons are decoration next to that name.
+    (re.compile(r'(<i class="theme-switch [^"]*" data-mode="\w+") +title="[^"]*"'), r"\1"),
+    # A chapter's expand/collapse arrow in the sidebar is a <summary> holding only an icon: it had no name at all.
+    (
+        re.compile(r'(<a class="[^"]*reference internal" href="[^"]*">([^<"]+)</a><details[^>]*>)<summary>'),
+        r'\1<summary aria-label="Sections of \2">',
+    ),
+    # A hidden cell's toggle reads "Show code cell source"; its aria-label said something else.
+    (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+]
+
+
+def accessible_controls(html: str) -> str:
+    """The page with the theme's controls named as they appear (see ``_ACCESSIBLE_CONTROLS``)."""
+    for pattern, replacement in _ACCESSIBLE_CONTROLS:
+        html = pattern.sub(replacement, html)
+    return html
+
+
+def rewrite_pages(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in pathlib.Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        fixed = accessible_controls(text)
+        if fixed != text:
+            page.write_text(fixed, encoding="utf-8")
+
+
 def setup(app):
     # render.py looks the name up in its module globals at each call, so replacing it there is enough.
     _myst_nb_render.coalesce_streams = coalesce_streams_copy
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    app.connect("build-finished", rewrite_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
