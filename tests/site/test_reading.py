@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from book_assets.lmbook_sphinx import accessible_controls
 from tests.site.conftest import HTML, ROOT, SCREENSHOTS
 from tests.site.test_site import PAGES
 
@@ -318,3 +319,21 @@ def test_search_covers_every_chapter():
 def test_search_finds_the_page_by_its_own_word(search_results, name):
     word = SEARCHES[name]
     assert name in search_results[name], f"searching {word!r} (from {name}) lists {search_results[name][:10]}"
+
+
+# ------------------------------------------------------------------------------------------- the theme's controls
+
+
+def test_theme_controls_get_names_once():
+    page = (
+        '<button class="btn search-button-field search-button__button pst-js-only" title="Search" aria-label="Search">'
+        '<i class="theme-switch fa-solid fa-moon fa-lg" data-mode="dark"  title="Dark"></i>'
+        '<a class="current reference internal" href="#">Losses &amp; descent</a><details open="open"><summary>'
+        '<summary aria-label="Toggle hidden content">'
+    )
+    fixed = accessible_controls(page)
+    assert 'aria-label="Search Ctrl+K"' in fixed
+    assert 'title="Dark"' not in fixed
+    assert '<summary aria-label="Sections of Losses &amp; descent">' in fixed
+    assert "Toggle hidden content" not in fixed
+    assert accessible_controls(fixed) == fixed, "a second build must not rewrite a page again"
