@@ -19,6 +19,7 @@ import collections
 import json
 import re
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -215,6 +216,9 @@ def readings(browser, site_url):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_no_serious_accessibility_violations(readings, name):
+    excused = [v for v in readings[name].axe_light if v not in blocking([v]) and v["impact"] in BLOCKING]
+    if excused:
+        warnings.warn(f"{name}: widget violations pending (PENDING_WIDGET_RULES): {describe(excused)}", stacklevel=1)
     found = blocking(readings[name].axe_light)
     assert found == [], f"{name}: axe-core found {describe(found)}"
 
