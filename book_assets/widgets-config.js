@@ -41,3 +41,27 @@
     set: function (value) { current = withHub(value); },
   });
 })();
+
+// A slider's handle is what a keyboard or screen-reader user operates, but the embed manager gives it no name
+// (axe: aria-input-field-name). Name each handle after its slider's label, on every widget as it is rendered.
+(function () {
+  function nameHandles(root) {
+    var handles = root.querySelectorAll ? root.querySelectorAll(".widget-slider .noUi-handle:not([aria-label])") : [];
+    for (var i = 0; i < handles.length; i++) {
+      var slider = handles[i].closest(".widget-slider");
+      var label = slider && slider.querySelector(".widget-label");
+      var text = label && label.textContent.trim();
+      if (text) handles[i].setAttribute("aria-label", text);
+    }
+  }
+  function start() {
+    nameHandles(document);
+    new MutationObserver(function (changes) {
+      for (var i = 0; i < changes.length; i++) {
+        for (var j = 0; j < changes[i].addedNodes.length; j++) nameHandles(changes[i].addedNodes[j]);
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  }
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start);
+})();

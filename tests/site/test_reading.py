@@ -19,7 +19,6 @@ import collections
 import json
 import re
 import urllib.parse
-import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -32,10 +31,6 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BLOCKING = ("serious", "critical")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# Widget internals that axe flags and no stylesheet can fix (a slider handle without a name, a widget image without
-# alt text). lib/lmbook/widgets is being rewritten; remove this set once the new widgets name their controls and
-# images. Only a violation whose every node lies inside a .jupyter-widgets element is excused, and only for these rules.
-PENDING_WIDGET_RULES = frozenset({"aria-input-field-name", "image-alt"})
 
 
 def chapter_of(name: str) -> str:
@@ -74,15 +69,14 @@ class Reading:
     shot_figure_pixels: list[tuple] = field(default_factory=list)
 
 
-# Runs axe, keeping each violation's rule, impact, the first targets, and whether all its nodes lie in a widget.
+# Runs axe, keeping each violation's rule, impact and first targets.
 AXE_RUN = """async options => {
-    const result = await axe.run(document, Object.assign({resultTypes: ['violations'], elementRef: true}, options));
+    const result = await axe.run(document, Object.assign({resultTypes: ['violations']}, options));
     return result.violations.map(v => ({
         id: v.id,
         impact: v.impact,
         count: v.nodes.length,
         targets: v.nodes.slice(0, 4).map(n => n.target.join(' ')),
-        in_widgets: v.nodes.every(n => n.element && n.element.closest('.jupyter-widgets') !== null),
     }));
 }"""
 
@@ -123,10 +117,8 @@ def is_dark(rgb) -> bool:
 
 
 def blocking(violations: list[dict]) -> list[dict]:
-    """The violations a page must not have: serious or critical, less the pending widget ones."""
-    return [
-        v for v in violations if v["impact"] in BLOCKING and not (v["id"] in PENDING_WIDGET_RULES and v["in_widgets"])
-    ]
+    """The violations a page must not have: serious or critical ones, widgets included."""
+    return [v for v in violations if v["impact"] in BLOCKING]
 
 
 def describe(violations: list[dict]) -> str:
@@ -216,9 +208,6 @@ def readings(browser, site_url):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_no_serious_accessibility_violations(readings, name):
-    excused = [v for v in readings[name].axe_light if v not in blocking([v]) and v["impact"] in BLOCKING]
-    if excused:
-        warnings.warn(f"{name}: widget violations pending (PENDING_WIDGET_RULES): {describe(excused)}", stacklevel=1)
     found = blocking(readings[name].axe_light)
     assert found == [], f"{name}: axe-core found {describe(found)}"
 
