@@ -86,9 +86,10 @@ test-lib: install
 	$(PYTEST) tests --ignore=tests/site -q -n auto --dist loadfile --durations=10
 
 # The built book: each tagged cell printed its recorded text (tests/notebook_outputs.json), and the site works in
-# Chromium. Nothing is executed again: the build ran every notebook once.
+# Chromium; its PDF reads back. Nothing is executed again: the build ran every notebook once. One test file per
+# worker: the reading checks (axe-core, dark mode, phone width) take one core while the other files take the other.
 test-site: book pdf
-	$(PYTEST) tests/site -q --durations=5
+	$(PYTEST) tests/site -q -n auto --dist loadfile --durations=5
 
 # Not part of `make test`: execute every chapter notebook a second time, in a fresh kernel each (nbval); tagged cells
 # must print their recorded text there too (conftest.py). One thread each, as tools/execute.py runs them.

@@ -41,6 +41,7 @@ SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "gradin
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
 TEST_LOOP_TARGET_S = 720.0  # issue 10: `make test` on a fresh clone within 12 minutes on this machine
+CI_TARGET_S = 1200.0  # the guide: CI (.ci/run on a fresh clone) aims for under 20 minutes
 GRADING_RATE_TARGET = 12.0  # issue 10: a typical class graded at >= 12 submissions per minute on this machine
 PAGE_WEIGHT_LIMIT_MB = 6.0  # issue 11: a page with widgets weighs under 6 MB (as sent, gzip where a server uses it)
 INTERACTIVE_LIMIT_S = 2.0  # issue 11: ... and its widgets respond within 2 s of navigation, on a local server
@@ -663,12 +664,22 @@ def bench_grading(quick: bool) -> dict:
     }
 
 
-def _make_test_steps(makefile: pathlib.Path) -> list[str]:
-    """The targets `make test` runs, read from a Makefile's ``test:`` line, after the install step."""
+def _make_test_steps(makefile: pathlib.Path) -> tuple[list[str], list[str]]:
+    """The targets CI runs: ``make test``'s, read from the Makefile's ``test:`` line after the install step, and
+    the other ``make`` targets that the clone's ``.ci/run`` calls (e.g. ``test-colab``)."""
+    steps, extra = None, []
     for line in makefile.read_text(encoding="utf-8").splitlines():
         if line.startswith("test:"):
-            return ["install", *line.split(":", 1)[1].split()]
-    raise ValueError(f"{makefile} has no test target")
+            steps = ["install", *line.split(":", 1)[1].split()]
+    if steps is None:
+        raise ValueError(f"{makefile} has no test target")
+    ci = makefile.parent / ".ci" / "run"
+    if ci.exists():
+        for line in ci.read_text(encoding="utf-8").splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] == "make" and words[1] != "test":
+                extra.append(words[1])
+    return steps, extra
 
 
 def bench_testloop(rev: str, previous: dict | None, baseline: bool = False) -> dict:
@@ -689,7 +700,8 @@ def bench_testloop(rev: str, previous: dict | None, baseline: bool = False) -> d
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         subprocess.run(["git", "checkout", "--quiet", commit.strip()], cwd=clone, check=True)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        steps = _make_test_steps(clone / "Makefile")
+        make_test, ci_extra = _make_test_steps(clone / "Makefile")
+        steps = [*make_test, *ci_extra]
         for step in steps:
             start = time.perf_counter()
             done = subprocess.run(["make", step], cwd=clone, env=env, capture_output=True, text=True)
@@ -701,24 +713,33 @@ def bench_testloop(rev: str, previous: dict | None, baseline: bool = False) -> d
     total = sum(row["seconds"] for row in rows)
     passed = len(rows) == len(steps) and all(row["exit_code"] == 0 for row in rows)
     run = {"commit": commit.strip(), "load_average_before": load_before, "rows": rows, "total_seconds": total}
+    run["ci_extra"] = ci_extra
     run["date"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     run["baseline"] = baseline
     others = [r for r in (previous or {}).get("runs", []) if r["commit"] != run["commit"]]
     judged = [r for r in [*others, run] if not r.get("baseline")]
-    if baseline and judged:  # the targets stay with the latest judged run
-        last = judged[-1]
-        total, passed = last["total_seconds"], all(row["exit_code"] == 0 for row in last["rows"])
+    judged_run = judged[-1] if judged else run  # a baseline leaves the targets with the latest judged run
+    total, passed = judged_run["total_seconds"], all(row["exit_code"] == 0 for row in judged_run["rows"])
+    passed = passed and (judged_run is not run or len(rows) == len(steps))
+    make_test = _make_test_seconds(judged_run)
     return {
-        "what": "`make test` on a fresh clone, target by target as its Makefile's test line lists them, after "
-        "`make install` in a fresh virtual environment (from the local package index); the latest run is the one "
-        "the targets judge, earlier runs of other commits are kept for comparison",
+        "what": "what CI runs on a fresh clone, target by target: `make test` as its Makefile's test line lists "
+        "them, after `make install` in a fresh virtual environment (from the local package index), then the other "
+        "targets of the clone's .ci/run (issue 11: `make test-colab`); the latest run is the one the targets judge, "
+        "earlier runs of other commits are kept for comparison",
         "runs": [*others[-3:], run],
         "total_seconds": total,
         "targets": [
-            target("make test on a fresh clone", round(total), TEST_LOOP_TARGET_S, "s", total <= TEST_LOOP_TARGET_S),
-            target("make test passes", "yes" if passed else "no", "yes", "", passed=passed),
+            target("make test on a fresh clone", round(make_test), TEST_LOOP_TARGET_S, "s"),
+            target("all that CI runs (.ci/run's make targets)", round(total), CI_TARGET_S, "s"),
+            target("CI's make targets pass", "yes" if passed else "no", "yes", "", passed=passed),
         ],
     }
+
+
+def _make_test_seconds(run: dict) -> float:
+    """The part of a run that is `make test` (install included), without the targets .ci/run adds."""
+    return sum(row["seconds"] for row in run["rows"] if row["target"] not in run.get("ci_extra", []))
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -769,10 +790,7 @@ def bench_pages(quick: bool) -> dict:
             browser = p.chromium.launch(executable_path=conftest.CHROMIUM, args=conftest.CHROMIUM_ARGS)
             for name in sorted(WIDGET_PAGES):
                 weight = page_weight(browser, site_url, name)
-                times = [
-                    seconds_to_interactive(browser, site_url, name, ".lmbook-recorded img.lmbook-recorded-figure")
-                    for _ in range(repeats)
-                ]
+                times = [seconds_to_interactive(browser, site_url, name) for _ in range(repeats)]
                 rows.append({
                     "page": name, "sent_mb": weight.sent_bytes / 1e6, "raw_mb": weight.raw_bytes / 1e6,
                     "requests": len(weight.files), "interactive_s": statistics.median(times),
@@ -950,7 +968,10 @@ def render_markdown(results: dict) -> str:
             ]
             lines += ["| make target | wall time (s) | exit code |", "|---|---:|---:|"]
             lines += [f"| {r['target']} | {r['seconds']:.0f} | {r['exit_code']} |" for r in run["rows"]]
-            lines += [f"| **all of make test** | **{run['total_seconds']:.0f}** | |", ""]
+            lines += [f"| **all of make test** | **{_make_test_seconds(run):.0f}** | |"]
+            if run.get("ci_extra"):
+                lines += [f"| **all that CI runs** | **{run['total_seconds']:.0f}** | |"]
+            lines += [""]
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]

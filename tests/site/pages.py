@@ -61,17 +61,32 @@ def page_weight(browser, site_url: str, name: str) -> Weight:
     return weight
 
 
-def seconds_to_interactive(browser, site_url: str, name: str, selector: str) -> float:
+RECORDED_FIGURE = ".lmbook-recorded img.lmbook-recorded-figure"
+
+
+def recorded_views(name: str) -> int:
+    """How many recorded widgets a built page holds (each names its class once in the page's widget state)."""
+    return (HTML / f"{name}.html").read_text(encoding="utf-8").count('"lmbook-recorded"')
+
+
+def wait_for_widgets(page, name: str, timeout_ms: float = 30000) -> None:
+    """Wait until every recorded widget of the page shows its picture: the widget manager renders them after
+    the page's load event, and a measurement taken before would see the page's layout shift under it."""
+    page.wait_for_function(
+        "([selector, n]) => document.querySelectorAll(selector).length >= n",
+        arg=[RECORDED_FIGURE, recorded_views(name)],
+        timeout=timeout_ms,
+    )
+
+
+def seconds_to_interactive(browser, site_url: str, name: str) -> float:
     """Seconds from the start of navigation until every recorded widget of the page shows its controls and
-    picture (``selector`` matches one element per ready widget), measured in the page's own clock."""
+    picture, measured in the page's own clock."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{site_url}/{name}.html", wait_until="commit")
-    expected = (HTML / f"{name}.html").read_text(encoding="utf-8").count('"lmbook-recorded"')
-    page.wait_for_function(
-        "([selector, n]) => document.querySelectorAll(selector).length >= n", arg=[selector, max(expected, 1)],
-        timeout=30000,
-    )  # fmt: skip
+    assert recorded_views(name) >= 1, f"{name} has no recorded widget"
+    wait_for_widgets(page, name)
     elapsed = page.evaluate("() => performance.now()") / 1000.0
     context.close()
     return elapsed

@@ -25,6 +25,7 @@ import pytest
 
 from book_assets.lmbook_sphinx import accessible_controls
 from tests.site.conftest import HTML, ROOT, SCREENSHOTS
+from tests.site.pages import wait_for_widgets
 from tests.site.test_site import PAGES
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -177,6 +178,7 @@ def readings(browser, site_url):
         page.set_viewport_size(DESKTOP)
         page.goto(f"{site_url}/{name}.html", wait_until="networkidle")
         page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+        wait_for_widgets(page, name)
         page.add_script_tag(path=str(AXE))
         reading.axe_light = page.evaluate(AXE_RUN, {})
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.site.conftest import HTML, ROOT, SCREENSHOTS
+from tests.site.pages import wait_for_widgets
 from tools.toc import toc_files
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -83,6 +84,7 @@ def visits(browser, site_url):
         # MathJax typesets asynchronously; wait until it says it is done.
         page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)")
         page.evaluate("() => window.MathJax ? MathJax.startup.promise : null")
+        wait_for_widgets(page, name)
         page.screenshot(path=str(SCREENSHOTS / f"{name.replace('/', '__')}.png"), full_page=True)
         opened[name] = (page, visit)
     yield opened

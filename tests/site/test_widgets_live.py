@@ -16,7 +16,7 @@ import re
 import pytest
 
 from tests.site.conftest import HTML
-from tests.site.pages import page_weight
+from tests.site.pages import page_weight, wait_for_widgets
 from tests.site.test_site import PAGES, WIDGET_PAGES
 
 RECORDED = ".lmbook-recorded"
@@ -113,7 +113,7 @@ def live_pages(browser, site_url):
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
         page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
         page.goto(f"{site_url}/{name}.html", wait_until="load")
-        page.wait_for_selector(f"{RECORDED} {FIGURE}", timeout=20000)
+        wait_for_widgets(page, name)
         opened[name] = (page, errors)
     yield opened
     context.close()
