@@ -150,11 +150,11 @@ class OverfittingExplorer(InteractiveWidget):
             raise ValueError(f"l2 must be one of {L2_OPTIONS}, got {values['l2']}")
 
     def record_grid(self) -> dict:
-        """Recorded for the static book: every degree x 2 training-set sizes x 3 penalties."""
+        """Recorded for the static book: every degree x 4 training-set sizes x 3 penalties."""
         v = self.values
         return {
             "degree": list(range(MAX_DEGREE + 1)),
-            "n_train": sorted({12, 50, v["n_train"]}),
+            "n_train": sorted({12, 25, 50, 100, v["n_train"]}),
             "l2": sorted({0.0, 1e-3, 1e-1, v["l2"]}),
         }
 
