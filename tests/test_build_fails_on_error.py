@@ -17,6 +17,9 @@ VENDOR = ROOT / "_build" / "vendor_site"
 def make_book(folder, cells):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["sphinx"]["config"]["html_extra_path"] = [str(VENDOR)]
+    # The book's own static files (its stylesheet) are named relative to the book's folder; this book lives elsewhere.
+    static = config["sphinx"]["config"].get("html_static_path", [])
+    config["sphinx"]["config"]["html_static_path"] = [str(ROOT / path) for path in static]
     # Local Sphinx extensions are found relative to the book's folder; this book lives elsewhere.
     config["sphinx"]["local_extensions"] = {
         name: str(ROOT / path) for name, path in config["sphinx"].get("local_extensions", {}).items()
