@@ -61,7 +61,10 @@ def page_weight(browser, site_url: str, name: str) -> Weight:
     return weight
 
 
-RECORDED_FIGURE = ".lmbook-recorded img.lmbook-recorded-figure"
+# A recorded widget (lmbook.widgets.recorded.CSS_CLASS) and the picture it shows.
+RECORDED = ".lmbook-recorded"
+FIGURE = "img.lmbook-recorded-figure"
+RECORDED_FIGURE = f"{RECORDED} {FIGURE}"
 
 
 def recorded_views(name: str) -> int:

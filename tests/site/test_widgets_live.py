@@ -16,11 +16,9 @@ import re
 import pytest
 
 from tests.site.conftest import HTML
-from tests.site.pages import page_weight, wait_for_widgets
+from tests.site.pages import FIGURE, RECORDED, page_weight, recorded_views, wait_for_widgets
 from tests.site.test_site import PAGES, WIDGET_PAGES
 
-RECORDED = ".lmbook-recorded"
-FIGURE = "img.lmbook-recorded-figure"
 # Issue 11: a page with widgets weighs at most this much, as GitHub Pages sends it (text compressed with gzip).
 PAGE_BUDGET_BYTES = 6_000_000
 
@@ -56,7 +54,7 @@ def view_model_id(view) -> str:
 
 
 def pages_with_recordings() -> list[str]:
-    return [name for name in PAGES if RECORDED[1:] in (HTML / f"{name}.html").read_text(encoding="utf-8")]
+    return [name for name in PAGES if recorded_views(name)]
 
 
 def shown(view) -> tuple[str, str]:

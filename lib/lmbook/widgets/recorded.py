@@ -25,6 +25,7 @@ import base64
 import html
 import io
 import itertools
+import math
 import os
 from collections.abc import Sequence
 
@@ -98,9 +99,7 @@ def check_grid(widget, grid: dict[str, Sequence]) -> dict[str, list]:
                 f"the record grid of {name!r} must include the widget's current value {current!r}, so that the page "
                 f"opens on what the live widget shows; got {values}"
             )
-    n = 1
-    for values in grid.values():
-        n *= len(values)
+    n = math.prod(len(values) for values in grid.values())
     if n > MAX_STATES:
         sizes = " x ".join(f"{len(v)} {name}" for name, v in grid.items())
         raise ValueError(f"record grid has {n} states ({sizes}); at most {MAX_STATES} keep the page light")
@@ -123,7 +122,6 @@ class RecordedView:
     """
 
     def __init__(self, widget, grid: dict[str, Sequence]) -> None:
-        self.source = widget
         self.grid = check_grid(widget, grid)
         start = dict(widget.values)
         originals = widget.controls
