@@ -23,6 +23,7 @@ CPU spends its time, and float32 runs them about twice as fast; the reference te
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
@@ -160,3 +161,207 @@ def sources_cnn(
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable values in ``model`` (the entries of every parameter tensor that requires gradients)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def digits_cnn(
+    channels: tuple[int, int] = (32, 64),
+    num_classes: int = 10,
+    batch_norm: bool = True,
+    dropout: float = 0.25,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """A small network for scikit-learn's 8 x 8 digits, with seeded initial weights.
+
+    ``conv1`` and ``conv2`` (``channels[0]`` maps, 3 x 3, padding 1) -> ``pool1`` (max, 8 -> 4) -> ``conv3``
+    (``channels[1]`` maps) -> ``pool2`` (4 -> 2) -> ``dropout`` -> ``fc`` (``num_classes`` logits), with a ReLU after
+    every convolution and, with ``batch_norm``, a ``BatchNorm2d`` between each convolution and its ReLU. Padding
+    keeps the border pixels, which carry much of an 8 x 8 digit. With the defaults it has 30,890 parameters.
+
+    Args:
+        channels: feature maps of the first two convolutions and of the third.
+        num_classes: number of logits ``K``.
+        batch_norm: add batch normalisation after each convolution (Ioffe and Szegedy 2015).
+        dropout: probability of the ``nn.Dropout`` before the last layer, in ``[0, 1)``.
+        seed: seeds the initial weights. dtype: the parameters' dtype.
+
+    Returns:
+        An ``nn.Sequential`` mapping ``(B, 1, 8, 8)`` to ``(B, num_classes)``.
+    """
+    c1, c2 = channels
+    _check_sizes(c1=c1, c2=c2, num_classes=num_classes)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+    def norm(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c, dtype=dtype) if batch_norm else nn.Identity()
+
+    with private_seed(seed):
+        layers = OrderedDict(
+            conv1=nn.Conv2d(1, c1, kernel_size=3, padding=1, dtype=dtype),
+            bn1=norm(c1),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(c1, c1, kernel_size=3, padding=1, dtype=dtype),
+            bn2=norm(c1),
+            relu2=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(c1, c2, kernel_size=3, padding=1, dtype=dtype),
+            bn3=norm(c2),
+            relu3=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+            dropout=nn.Dropout(dropout),
+            fc=nn.Linear(c2 * 2 * 2, num_classes, dtype=dtype),
+        )
+    return nn.Sequential(layers)
+
+
+# ----- deep networks: plain and residual ----------------------------------------------------------------------
+
+
+class ConvBlock(nn.Module):
+    """Two 3 x 3 convolutions that keep the shape ``(B, C, H, W)``, with or without an identity shortcut.
+
+    Plain: ``relu(N2(conv2(relu(N1(conv1(x))))))``. Residual (He et al. 2016, figure 2): the block adds its input
+    before the last ReLU, ``relu(x + N2(conv2(relu(N1(conv1(x))))))``, so it only has to learn a correction to
+    ``x``, and the gradient reaches ``x`` through the ``+`` unchanged whatever the convolutions do. ``N1`` and
+    ``N2`` are ``BatchNorm2d`` with ``batch_norm`` and the identity without. The shortcut adds no parameters.
+
+    Args:
+        width: channels ``C`` in and out. residual: add the shortcut. batch_norm: normalise after each convolution.
+        dtype: the parameters' dtype.
+    """
+
+    def __init__(self, width: int, residual: bool, batch_norm: bool, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.residual = residual
+        self.conv1 = nn.Conv2d(width, width, kernel_size=3, padding=1, dtype=dtype)
+        self.bn1 = nn.BatchNorm2d(width, dtype=dtype) if batch_norm else nn.Identity()
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1, dtype=dtype)
+        self.bn2 = nn.BatchNorm2d(width, dtype=dtype) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))  # (B, C, H, W)
+        out = self.bn2(self.conv2(out))  # (B, C, H, W)
+        if self.residual:
+            out = out + x
+        return torch.relu(out)
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual}"
+
+
+def _deep_cnn(num_blocks, width, residual, batch_norm, in_channels, num_classes, seed, dtype) -> nn.Sequential:
+    _check_sizes(num_blocks=num_blocks, width=width, in_channels=in_channels, num_classes=num_classes)
+    with private_seed(seed):
+        layers = OrderedDict(
+            stem=nn.Conv2d(in_channels, width, kernel_size=3, padding=1, dtype=dtype),
+            stem_bn=nn.BatchNorm2d(width, dtype=dtype) if batch_norm else nn.Identity(),
+            stem_relu=nn.ReLU(),
+        )
+        for i in range(1, num_blocks + 1):
+            layers[f"block{i}"] = ConvBlock(width, residual, batch_norm, dtype=dtype)
+        layers.update(
+            pool=nn.AdaptiveAvgPool2d(1),  # (B, C, H, W) -> (B, C, 1, 1): one mean per feature map
+            flatten=nn.Flatten(),
+            fc=nn.Linear(width, num_classes, dtype=dtype),
+        )
+    return nn.Sequential(layers)
+
+
+def plain_cnn(
+    num_blocks: int = 8,
+    width: int = 16,
+    batch_norm: bool = False,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """A deep plain network: ``stem`` convolution, ``num_blocks`` plain :class:`ConvBlock`s, global average pooling,
+    ``fc``. It has ``2 * num_blocks + 1`` convolutions, all 3 x 3 with ``width`` maps and padding 1, so it takes
+    images of any size ``(B, in_channels, H, W)`` and returns ``(B, num_classes)``. Its parameters are exactly those
+    of :func:`residual_cnn` with the same arguments and seed: only the shortcuts differ.
+    """
+    return _deep_cnn(num_blocks, width, False, batch_norm, in_channels, num_classes, seed, dtype)
+
+
+def residual_cnn(
+    num_blocks: int = 8,
+    width: int = 16,
+    batch_norm: bool = False,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """:func:`plain_cnn` with an identity shortcut around every block (He et al. 2016); the same parameters."""
+    return _deep_cnn(num_blocks, width, True, batch_norm, in_channels, num_classes, seed, dtype)
+
+
+# ----- looking inside -----------------------------------------------------------------------------------------
+
+
+def conv_layer_names(model: nn.Module) -> list[str]:
+    """The names (as in ``model.named_modules()``) of every ``nn.Conv2d`` in ``model``, from input to output."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The outputs of the named layers of ``model`` for the input ``x``, captured with forward hooks.
+
+    The model runs once, in evaluation mode and without gradients; the hooks are removed afterwards (also when
+    the forward pass fails), and the model is put back in the mode it was in.
+
+    Args:
+        model: any ``nn.Module``. x: its input, e.g. images ``(B, C, H, W)``.
+        layers: names from ``model.named_modules()`` (``"conv1"``, ``"block2.conv1"``); None: every convolution
+            (:func:`conv_layer_names`).
+
+    Returns:
+        ``{name: output}`` in the order of ``layers``, each detached, e.g. ``(B, C_l, H_l, W_l)`` for a
+        convolution with ``C_l`` maps.
+    """
+    modules = dict(model.named_modules())
+    layers = conv_layer_names(model) if layers is None else list(layers)
+    for name in layers:
+        check_choice(name, [n for n in modules if n], "layer")
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs, output):
+            captured[name] = output.detach()
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return {name: captured[name] for name in layers}
+
+
+def gradient_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """The norm of the cross-entropy loss's gradient for each convolution's and linear layer's weight.
+
+    One forward and backward pass on the batch ``(X, y)`` in training mode (batch norm normalises with the batch's
+    statistics, as in training), on a copy of ``model``: the model itself, its ``.grad`` fields and its batch-norm
+    running statistics are left as they were. Dropout, if the model has any, draws its masks as in training.
+
+    Args:
+        model: returns logits ``(B, K)``. X: inputs ``(B, ...)``. y: integer labels ``(B,)``.
+
+    Returns:
+        ``{layer name: ||dL/dW||}`` from input to output, where ``W`` is the layer's ``weight``.
+    """
+    model = copy.deepcopy(model).train()
+    named = [(n, m.weight) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    loss = nn.functional.cross_entropy(model(X), y)
+    grads = torch.autograd.grad(loss, [w for _, w in named])
+    return {name: float(g.norm()) for (name, _), g in zip(named, grads, strict=True)}
