@@ -13,6 +13,7 @@ widget's initial state without a kernel.
 - :mod:`lmbook.widgets.learning_rate`: :class:`LearningRateExplorer` (chapter 3).
 - :mod:`lmbook.widgets.overfitting`: :class:`OverfittingExplorer` (chapter 4).
 - :mod:`lmbook.widgets.threshold`: :class:`ThresholdExplorer` (chapter 4).
+- :mod:`lmbook.widgets.cnn`: :class:`CNNViewer` (chapter 5).
 - :mod:`lmbook.widgets.attention`: :class:`AttentionViewer`, :class:`PositionalEncodingExplorer` (chapter 7).
 - :mod:`lmbook.widgets.blitting`: :class:`~lmbook.widgets.blitting.BlitFigureImage`, a faster FigureImage.
 """
@@ -58,3 +59,7 @@ from lmbook.widgets.attention import (  # noqa: E402  (chapter 7)
 )
 
 __all__ += ["AttentionViewer", "PositionalEncodingExplorer", "encoding_pictures"]
+
+from lmbook.widgets.cnn import CNNViewer, cnn_view, tile  # noqa: E402  (chapter 5)
+
+__all__ += ["CNNViewer", "cnn_view", "tile"]
