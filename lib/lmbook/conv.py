@@ -243,7 +243,7 @@ def conv2d_backward(grad_out, x, weight, stride: IntOrPair = 1, padding: IntOrPa
     g = grad_out.reshape(B, C_out, oH * oW)  # (B, C_out, L)
     cols = unfold(x, kernel, s, p, d)  # (B, C_in kH kW, L)
     grad_bias = g.sum(axis=(0, 2))
-    grad_weight = np.einsum("bol,bkl->ok", g, cols).reshape(weight.shape)
+    grad_weight = (g @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)  # one product per image, summed
     grad_cols = weight.reshape(C_out, -1).T @ g  # (C_in kH kW, C_out) @ (B, C_out, L) -> (B, C_in kH kW, L)
     grad_x = fold(grad_cols, (H, W), kernel, s, p, d)
     return grad_x, grad_weight, grad_bias
