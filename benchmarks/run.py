@@ -4,7 +4,7 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
-                                                        # grading, pages (the built book in Chromium), testloop
+                                                        # grading, pages (the built book in Chromium), testloop, conv
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
     .venv/bin/python benchmarks/run.py --only testloop  # `make test` on a fresh clone of HEAD, timed per target
@@ -37,7 +37,7 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "pages", "testloop")
+SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "pages", "testloop", "conv")
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
 TEST_LOOP_TARGET_S = 720.0  # issue 10: `make test` on a fresh clone within 12 minutes on this machine
@@ -812,11 +812,96 @@ def bench_pages(quick: bool) -> dict:
     }  # fmt: skip
 
 
+# ----- (j) convolution from scratch --------------------------------------------------------------------------------
+
+
+def _conv_case(B: int, C_in: int, C_out: int, n: int, repeats: int, with_loops: bool, rng) -> tuple[list, dict]:
+    """Time and check one size of bench_conv: (rows, {name: largest difference from torch})."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from threadpoolctl import threadpool_limits
+
+    from lmbook.conv import conv2d, conv2d_backward, conv2d_loops
+
+    x, w, b = rng.normal(size=(B, C_in, n, n)), rng.normal(size=(C_out, C_in, 3, 3)), rng.normal(size=C_out)
+    g = rng.normal(size=(B, C_out, n, n))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    x32, w32, b32 = (torch.tensor(a, dtype=torch.float32) for a in (x, w, b))
+    gt = torch.tensor(g)
+    out = F.conv2d(xt, wt, bt, padding=1)
+    refs = [out.detach().numpy()] + [r.numpy() for r in torch.autograd.grad(out, (xt, wt, bt), gt)]
+    ours = [conv2d(x, w, b, padding=1), *conv2d_backward(g, x, w, padding=1)]
+    gaps = {
+        f"im2col at {n}x{n} equals torch (values and gradients)": max(
+            float(np.abs(a - r).max()) for a, r in zip(ours, refs, strict=True)
+        )
+    }
+
+    def ours_both():
+        conv2d(x, w, b, padding=1)
+        conv2d_backward(g, x, w, padding=1)
+
+    def torch_both():
+        torch.autograd.grad(F.conv2d(xt, wt, bt, padding=1), (xt, wt, bt), gt)
+
+    with threadpool_limits(1):
+        with torch.no_grad():
+            forward = {
+                "torch float64": _median_call_ms(repeats, lambda: F.conv2d(xt, wt, bt, padding=1)),
+                "torch float32": _median_call_ms(repeats, lambda: F.conv2d(x32, w32, b32, padding=1)),
+                "lmbook im2col": _median_call_ms(repeats, lambda: conv2d(x, w, b, padding=1)),
+            }
+            if with_loops:
+                gaps[f"loops at {n}x{n} equal torch (values)"] = float(
+                    np.abs(conv2d_loops(x, w, b, padding=1) - refs[0]).max()
+                )
+                forward["lmbook loops"] = _median_call_ms(3, lambda: conv2d_loops(x, w, b, padding=1))
+        both = {
+            "lmbook im2col": _median_call_ms(repeats, ours_both),
+            "torch float64": _median_call_ms(repeats, torch_both),
+        }
+    size = f"B={B}, {C_in}->{C_out} channels, {n}x{n}, 3x3, padding 1"
+    rows = [{"size": size, "pass": "forward", "implementation": name, "ms": ms, "ratio": ms / forward["torch float64"]}
+            for name, ms in forward.items()]  # fmt: skip
+    rows += [{"size": size, "pass": "forward + backward", "implementation": name, "ms": ms,
+              "ratio": ms / both["torch float64"]} for name, ms in both.items()]  # fmt: skip
+    return rows, gaps
+
+
+def bench_conv(quick: bool) -> dict:
+    """lmbook.conv's loop and im2col convolutions against torch.nn.functional.conv2d: equal values and gradients,
+    and the time of each (float64 unless stated; numpy and torch on one thread each, as in chapter 5)."""
+    import numpy as np
+    import torch
+
+    repeats = 3 if quick else 11
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows, gaps = [], {}
+    try:
+        # (B, C_in, C_out, H = W): the loops only at the small size, where they take a fraction of a second.
+        for B, C_in, C_out, n, with_loops in [(2, 8, 16, 16, True), (16, 32, 64, 32, False)]:
+            case_rows, case_gaps = _conv_case(B, C_in, C_out, n, repeats, with_loops, rng)
+            rows += case_rows
+            gaps.update(case_gaps)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "what": "2-D convolution, lmbook.conv (numpy, float64: conv2d_loops, and conv2d/conv2d_backward by im2col) "
+        f"against torch.nn.functional.conv2d and autograd, one thread each, median of {repeats} calls "
+        "(3 for the loops); ratio = time / torch float64 time at the same size and pass",
+        "rows": rows,
+        "targets": [target(f"{name}: largest difference", gap, 1e-10, "") for name, gap in gaps.items()],
+    }
+
+
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop`, `--quick`). "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv`, `--quick`). "
         "Every number below was measured, not estimated; each section names its machine and date.",
         "",
     ]
@@ -972,6 +1057,15 @@ def render_markdown(results: dict) -> str:
             if run.get("ci_extra"):
                 lines += [f"| **all that CI runs** | **{run['total_seconds']:.0f}** | |"]
             lines += [""]
+    if "conv" in sections:
+        s = sections["conv"]
+        lines += ["## (j) Convolution from scratch against torch", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        lines += ["| size | pass | implementation | ms | ratio to torch float64 |", "|---|---|---|---:|---:|"]
+        for row in s["rows"]:
+            lines.append(
+                f"| {row['size']} | {row['pass']} | {row['implementation']} | {row['ms']:.2f} | {row['ratio']:.2f}x |"
+            )
+        lines.append("")
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
@@ -1035,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
         "grading": lambda: bench_grading(args.quick),
         "pages": lambda: bench_pages(args.quick),
         "testloop": lambda: bench_testloop(args.rev, previous.get("sections", {}).get("testloop"), args.baseline),
+        "conv": lambda: bench_conv(args.quick),
     }
     for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:
         print(f"[{name}]", flush=True)
