@@ -11,7 +11,8 @@ named (``conv1``, ``pool1``, ``fc1``, ...), so per-layer tables and feature-map 
 - :func:`sources_cnn`: the Keras digit classifier of the book's sources, redone in PyTorch:
   Conv(32, 3x3)-MaxPool-Conv(64, 3x3)-MaxPool-Dense(128)-Dense(10), valid (unpadded) convolutions as Keras's
   default.
-- :func:`digits_cnn`: a small network for scikit-learn's 8 x 8 digits.
+- :func:`digits_cnn`: a small network for scikit-learn's 8 x 8 digits, and :func:`train_digits_cnn`, the
+  chapter's recipe for training it (with shifted copies of the training digits), timed.
 - :func:`plain_cnn` and :func:`residual_cnn`: deep stacks of the same 3 x 3 convolution blocks, without and with
   the identity shortcut of He, Zhang, Ren and Sun, "Deep residual learning for image recognition", CVPR 2016, each
   with or without the batch normalisation of Ioffe and Szegedy, "Batch normalization: accelerating deep network
@@ -24,13 +25,19 @@ CPU spends its time, and float32 runs them about twice as fast; the reference te
 from __future__ import annotations
 
 import copy
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from lmbook.preprocessing import Split, augment_digits
+from lmbook.regularisation import EarlyStopping
 from lmbook.seeding import private_seed
-from lmbook.testing import check_choice
+from lmbook.testing import check_choice, check_shape
+from lmbook.training import History, fit_classifier
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -214,6 +221,71 @@ def digits_cnn(
             fc=nn.Linear(c2 * 2 * 2, num_classes, dtype=dtype),
         )
     return nn.Sequential(layers)
+
+
+def with_shifted_copies(images, labels, copies: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images followed by ``copies`` copies shifted by up to one pixel in each direction
+    (:func:`lmbook.preprocessing.augment_digits`, copy ``i`` with seed ``seed + 1 + i``), and the labels to match.
+
+    Args:
+        images: ``(N, 1, H, W)``. labels: ``(N,)``. copies: >= 0.
+
+    Returns:
+        ``(X, y)``: float32 ``((copies + 1) * N, 1, H, W)`` and ``((copies + 1) * N,)``, originals first.
+    """
+    images = np.asarray(images)
+    check_shape(images, ("N", 1, None, None), "images (N, 1, H, W)")
+    check_shape(np.asarray(labels), (len(images),), "labels")
+    if copies < 0:
+        raise ValueError(f"copies must not be negative, got {copies}")
+    shifted = [augment_digits(images[:, 0], seed=seed + 1 + i, shift=1)[:, None] for i in range(copies)]
+    X = np.concatenate([images, *shifted]).astype(np.float32)
+    return X, np.tile(np.asarray(labels), copies + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class DigitsRun:
+    """One run of :func:`train_digits_cnn`: the trained model (in evaluation mode, with the weights of its best
+    validation epoch), its :class:`lmbook.training.History`, the seconds ``fit_classifier`` took and the number
+    of training images (originals and shifted copies)."""
+
+    model: nn.Sequential
+    history: History
+    seconds: float
+    train_images: int
+
+
+def train_digits_cnn(
+    split: Split,
+    batch_norm: bool = True,
+    copies: int = 2,
+    epochs: int = 15,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    patience: int = 5,
+    seed: int = 0,
+) -> DigitsRun:
+    """The chapter's recipe for the digits: :func:`digits_cnn` trained by :func:`lmbook.training.fit_classifier`
+    with Adam on the training images and ``copies`` shifted copies of them, keeping the weights of the epoch
+    with the lowest validation loss (early stopping with ``patience``). The test images are not used.
+
+    Args:
+        split: images ``(n, 1, 8, 8)`` in ``[0, 1]`` and labels, e.g. ``lmbook.images.digits_images().split``.
+        batch_norm: passed to :func:`digits_cnn`. copies: shifted copies of each training image (0: none).
+        epochs, lr, batch_size, patience: the training settings. seed: the initial weights, the copies, the
+            mini-batch order and the dropout masks.
+
+    Returns:
+        A :class:`DigitsRun`; ``seconds`` is the wall-clock time of the training alone.
+    """
+    X, y = with_shifted_copies(split.X_train, split.y_train, copies=copies, seed=seed)
+    model = digits_cnn(batch_norm=batch_norm, seed=seed)
+    start = time.perf_counter()
+    history = fit_classifier(
+        model, X, y, split.X_val, split.y_val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+        early_stopping=EarlyStopping(patience=patience),
+    )  # fmt: skip
+    return DigitsRun(model, history, time.perf_counter() - start, len(y))
 
 
 # ----- deep networks: plain and residual ----------------------------------------------------------------------

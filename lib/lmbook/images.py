@@ -102,16 +102,18 @@ def digits_images(size: int = 8, val: float = 0.2, test: float = 0.2, seed: int 
     return ImageSet("digits", split, tuple(str(k) for k in range(10)), message)
 
 
-def _split_openml(X: np.ndarray, y: np.ndarray, val_fraction: float, max_train: int | None) -> Split:
-    """The standard MNIST split: the first 60,000 images train, the last 10,000 test; validation is the last
-    ``val_fraction`` of the training images (as Keras's ``validation_split`` takes it)."""
+def _split_openml(
+    X: np.ndarray, y: np.ndarray, val_fraction: float, max_train: int | None, n_train: int = 60_000
+) -> Split:
+    """The standard MNIST split: the first ``n_train`` (60,000) images train, the rest (10,000) test; validation
+    is the last ``val_fraction`` of the training images (as Keras's ``validation_split`` takes it)."""
     X = (np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = np.asarray(y).astype(np.int64)
-    n_val = int(round(60_000 * val_fraction))
-    train_idx = np.arange(60_000 - n_val)
+    n_val = int(round(n_train * val_fraction))
+    train_idx = np.arange(n_train - n_val)
     if max_train is not None:
         train_idx = train_idx[:max_train]
-    val_idx, test_idx = np.arange(60_000 - n_val, 60_000), np.arange(60_000, len(y))
+    val_idx, test_idx = np.arange(n_train - n_val, n_train), np.arange(n_train, len(y))
     return Split(
         X_train=X[train_idx],
         y_train=y[train_idx],

@@ -294,9 +294,44 @@ def test_load_mnist_returns_within_its_timeout_here():
 
 
 def test_openml_split_is_the_standard_one():
-    X = np.arange(70_000, dtype=np.float64)[:, None].repeat(784, axis=1) % 256
-    y = np.arange(70_000) % 10
-    split = images._split_openml(X, y, val_fraction=0.1, max_train=1000)
-    assert split.sizes == (1000, 6000, 10_000)
-    assert split.test_idx[0] == 60_000 and split.val_idx[0] == 54_000
-    assert split.X_train.shape == (1000, 1, 28, 28) and split.X_train.max() <= 1.0
+    X = np.arange(700, dtype=np.float64)[:, None].repeat(784, axis=1) % 256
+    y = np.arange(700) % 10
+    assert images._split_openml(X, y, val_fraction=0.1, max_train=None, n_train=600).sizes == (540, 60, 100)
+    split = images._split_openml(X, y, val_fraction=0.1, max_train=100, n_train=600)
+    assert split.sizes == (100, 60, 100)
+    assert split.test_idx[0] == 600 and split.val_idx[0] == 540
+    np.testing.assert_array_equal(split.y_test, y[600:])
+    assert split.X_train.shape == (100, 1, 28, 28) and split.X_train.max() <= 1.0
+
+
+# ----- the chapter's training recipe --------------------------------------------------------------------------
+
+
+def test_with_shifted_copies_appends_augmented_copies():
+    from lmbook.cnn import with_shifted_copies
+    from lmbook.preprocessing import augment_digits
+
+    split = images.digits_images().split
+    X, y = with_shifted_copies(split.X_train[:20], split.y_train[:20], copies=2, seed=0)
+    assert X.shape == (60, 1, 8, 8) and X.dtype == np.float32 and y.shape == (60,)
+    np.testing.assert_array_equal(X[:20], split.X_train[:20])
+    np.testing.assert_allclose(X[40:, 0], augment_digits(split.X_train[:20, 0], seed=2, shift=1), rtol=1e-6)
+    np.testing.assert_array_equal(y, np.tile(split.y_train[:20], 3))
+    assert not np.array_equal(X[20:40], X[:20])
+    with pytest.raises(ValueError, match=r"images \(N, 1, H, W\)"):
+        with_shifted_copies(split.X_train[:, 0], split.y_train)
+
+
+def test_train_digits_cnn_keeps_the_best_validation_epoch_and_never_sees_the_test_set():
+    from lmbook.cnn import train_digits_cnn
+
+    split = images.digits_images().split
+    small = {"X_train": split.X_train[:200], "y_train": split.y_train[:200], "train_idx": split.train_idx[:200]}
+    poisoned = split.__class__(**{**vars(split), **small, "X_test": np.full_like(split.X_test, np.nan)})
+    run = train_digits_cnn(poisoned, copies=1, epochs=3, patience=1)
+    assert run.train_images == 400 and run.seconds > 0
+    assert 1 <= run.history.epochs_run <= 3 and not run.model.training
+    with torch.no_grad():
+        logits = run.model(torch.as_tensor(split.X_val))
+    val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(split.y_val)))
+    assert val_loss == pytest.approx(run.history.val_loss.min(), rel=1e-4)
