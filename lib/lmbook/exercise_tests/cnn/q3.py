@@ -30,12 +30,14 @@ def test_max_pool2d(max_pool2d):
         if reasons:
             message = f'In the case {case}:\n{name} has shape {shape}, but the expected shape is {tuple(want.shape)}. That is the shape you get when ' + '; or when '.join(reasons) + '.'
             raise CheckFailed(message)
-        known = {"This is average pooling: each window's mean. Max pooling keeps each window's largest value.": F.avg_pool2d(X, k, s), 'The output has the right shape, but the stride is ignored where the windows are read: window (i, j) starts at row i * stride and column j * stride, not at row i and column j.': F.max_pool2d(X, k, 1)[..., :H_out, :W_out], "Windows whose values are all negative give 0: a running maximum that starts at 0 never goes below it. Start from the window's own values (e.g. window.max()).": F.max_pool2d(X, k, s).clamp(min=0.0), "This is min pooling: each window's smallest value. Max pooling keeps the largest.": -F.max_pool2d(-X, k, s), 'The maximum is taken over all channels at once; pooling works on each channel separately (take the maximum over the last two axes only).': F.max_pool2d(X.amax(dim=1, keepdim=True), k, s).expand(B, C, -1, -1)}
+        over_channels = F.max_pool2d(X.amax(dim=1, keepdim=True), k, s).expand(B, C, -1, -1)
+        known = {"This is average pooling: each window's mean. Max pooling keeps each window's largest value.": F.avg_pool2d(X, k, s), 'The output has the right shape, but the stride is ignored where the windows are read: window (i, j) starts at row i * stride and column j * stride, not at row i and column j.': F.max_pool2d(X, k, 1)[..., :H_out, :W_out], "Windows whose values are all negative give 0: a running maximum that starts at 0 never goes below it. Start from the window's own values (e.g. window.max()).": F.max_pool2d(X, k, s).clamp(min=0.0), "This is min pooling: each window's smallest value. Max pooling keeps the largest.": -F.max_pool2d(-X, k, s), 'The maximum is taken over all channels at once; pooling works on each channel separately (take the maximum over the last two axes only).': over_channels}
         assert_close(got, want, name=name, case=case, mistakes=known)
     rng = np.random.default_rng(6)
     x = rng.normal(size=(1, 1, 4, 4))
     x[0, 0, :2, 2:] = -np.abs(x[0, 0, :2, 2:]) - 0.1
     check('one 4 x 4 image with one channel, kernel_size=2, stride=2', x, 2, 2)
     check('odd sizes: x of shape (2, 3, 5, 7), kernel_size=2, stride=2', rng.normal(size=(2, 3, 5, 7)), 2, 2)
-    check('overlapping windows: x of shape (2, 2, 11, 9), kernel_size=3, stride=2', rng.normal(size=(2, 2, 11, 9)), 3, 2)
+    x = rng.normal(size=(2, 2, 11, 9))
+    check('overlapping windows: x of shape (2, 2, 11, 9), kernel_size=3, stride=2', x, 3, 2)
 

@@ -12,7 +12,7 @@ def test_max_pool2d_backward(max_pool2d_backward):
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from lmbook.grading import assert_close, call_answer
+    from lmbook.grading import CheckFailed, assert_close, call_answer, to_numpy
 
     def check(case, x, k, s, rng):
         X = torch.tensor(x, requires_grad=True)
@@ -22,6 +22,10 @@ def test_max_pool2d_backward(max_pool2d_backward):
         want = X.grad
         got = call_answer(max_pool2d_backward, dout.copy(), x.copy(), k, s, name='max_pool2d_backward', seconds=5, case=case)
         B, C, H, W = x.shape
+        shape = tuple(to_numpy(got, 'dx = max_pool2d_backward(dout, x, kernel_size, stride)', case).shape)
+        if shape == dout.shape and shape != x.shape:
+            message = f"In the case {case}:\ndx has shape {shape}, the shape of dout, but it must have the shape of x, {x.shape}: every input pixel gets a gradient (0 for the pixels that were no window's maximum)."
+            raise CheckFailed(message)
         D = torch.from_numpy(dout)
         Xd = torch.from_numpy(x)
 
@@ -35,13 +39,19 @@ def test_max_pool2d_backward(max_pool2d_backward):
         for b, c, i, j in np.ndindex(*dout.shape):
             last_write[b, c, where[b, c, i, j]] = dout[b, c, i, j]
         last_write = last_write.reshape(x.shape)
+        if (H - k) % s == 0 and (W - k) % s == 0 and (s == k):
+            Xf = torch.tensor(x[..., ::-1, ::-1].copy(), requires_grad=True)
+            F.max_pool2d(Xf, k, s).backward(D.flip(-2, -1))
+            last_of_ties = Xf.grad.flip(-2, -1)
+        else:
+            last_of_ties = torch.full_like(Xd, float('nan'))
         Xo = torch.tensor(x, requires_grad=True)
         F.max_pool2d(Xo, k, s).sum().backward()
         ones_upstream = Xo.grad
         Xa = torch.tensor(x, requires_grad=True)
         F.avg_pool2d(Xa, k, s).backward(D)
         spread = "The gradient is spread over the whole window{}. In max pooling only the maximum of each window made it into the output, so only that pixel gets the window's gradient dout[b, c, i, j]; the other pixels of the window get 0 from it."
-        known = {spread.format(', divided equally among its pixels (that is the gradient of average pooling)'): Xa.grad, spread.format(": every pixel of the window gets the window's whole gradient"): Xa.grad * k * k, "Every pixel that equals the window's maximum gets the gradient. Where a window holds its maximum more than once (a tie), PyTorch sends the gradient to the first one in reading order only; np.argmax(window) finds that one.": at_every_max, 'Where windows overlap, a pixel that is the maximum of several windows must get the sum of their gradients: add with +=, not =, or the last window overwrites the others.': last_write, 'Each maximum gets 1 instead of the upstream gradient: by the chain rule it gets dout[b, c, i, j].': ones_upstream}
+        known = {spread.format(', divided equally among its pixels (that is the gradient of average pooling)'): Xa.grad, spread.format(": every pixel of the window gets the window's whole gradient"): Xa.grad * k * k, "Every pixel that equals the window's maximum gets the gradient. Where a window holds its maximum more than once (a tie), PyTorch sends the gradient to the first one in reading order only; np.argmax(window) finds that one.": at_every_max, 'Where a window holds its maximum more than once (a tie), the gradient goes to the last of them; PyTorch sends it to the first one in reading order (row by row, left to right), the one np.argmax(window) finds.': last_of_ties, 'Where windows overlap, a pixel that is the maximum of several windows must get the sum of their gradients: add with +=, not =, or the last window overwrites the others.': last_write, 'Each maximum gets 1 instead of the upstream gradient: by the chain rule it gets dout[b, c, i, j].': ones_upstream}
         assert_close(got, want, name='dx = max_pool2d_backward(dout, x, kernel_size, stride)', case=case, mistakes=known)
     rng = np.random.default_rng(7)
     check('no ties, windows side by side: x of shape (1, 1, 4, 4), kernel_size=2, stride=2', rng.normal(size=(1, 1, 4, 4)), 2, 2, rng)
