@@ -294,6 +294,31 @@ def test_questions_tests_and_mistakes_are_there(name, generated):
     assert {m.question for m in master.mistakes} <= set(master.questions)
 
 
+# Typical mistakes that an issue requires a set's graders to reject, by (set, question, the recorded mistake's
+# description). Each one recorded in the master is graded by test_typical_mistake_fails_with_a_helpful_public_message;
+# this test keeps it from being dropped from the master unnoticed.
+REQUIRED_MISTAKES = {
+    "cnn": [  # issue 12
+        ("q2", "the kernel flipped: the mathematical convolution instead of cross-correlation"),
+        ("q2", "the stride ignored (every window position kept)"),
+        ("q2", "the padding added on one side only (top and left)"),
+        ("q2", "one bias for the whole batch (bias[0]) instead of one per output channel"),
+        ("q2", "the bias picked by the example of the batch instead of the output channel"),
+        ("q3", "the stride ignored"),
+        ("q4", "the gradient spread evenly over the whole window (average pooling's gradient)"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "question", "what"),
+    [(name, q, what) for name, required in REQUIRED_MISTAKES.items() if name in SETS for q, what in required],
+)
+def test_required_mistakes_are_recorded(name, question, what):
+    recorded = [m.what for m in read_master(name).mistakes if m.question == question]
+    assert what in recorded, f"{name} {question}: the required mistake {what!r} is not recorded; found {recorded}"
+
+
 @pytest.mark.parametrize("name", SETS)
 def test_solutions_are_stripped_from_the_student_notebook(name, generated):
     master = read_master(name)
