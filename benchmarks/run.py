@@ -526,7 +526,7 @@ def bench_widgets(quick: bool) -> dict:
 
 
 def bench_later_widgets(repeats: int) -> dict[str, float]:
-    """Median update latency (ms) of the widgets of chapters 3, 4, 7 and 8, each control moved ``repeats`` times."""
+    """Median update latency (ms) of the widgets of chapters 3, 4, 5, 7 and 8, each control moved ``repeats`` times."""
     import numpy as np
 
     from lmbook.widgets import LearningRateExplorer, OptimizerRace, OverfittingExplorer, ThresholdExplorer
@@ -591,6 +591,18 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     bert_viewer = AttentionViewer(BertClassifier(bert, pooling="mean"), wordpiece, sentences[0], layer=5)
     out["AttentionViewer on MiniLM: change the head"] = sweep(bert_viewer, "head", cycle(list(range(1, 12)) + [0]))
     out["AttentionViewer on MiniLM: new sentence"] = sweep(bert_viewer, "text", cycle(sentences[1:] + sentences[:1]))
+
+    from lmbook.cnn import digits_cnn
+    from lmbook.images import digits_images
+    from lmbook.widgets import CNNViewer
+
+    split = digits_images().split  # chapter 5: the viewer on an untrained digits CNN (the drawing costs the same)
+    cnn_viewer = CNNViewer(digits_cnn(seed=0), split.X_test, split.y_test)
+    out["CNNViewer: change the image"] = sweep(cnn_viewer, "image", cycle(list(range(1, 9))))
+    out["CNNViewer: change the layer"] = sweep(cnn_viewer, "layer", cycle(["conv2", "conv3", "conv1"]))
+    out["CNNViewer: change the view"] = sweep(
+        cnn_viewer, "view", cycle(["kernels", "saliency", "occlusion", "feature maps"])
+    )
     return out
 
 
@@ -888,12 +900,50 @@ def bench_conv(quick: bool) -> dict:
             gaps.update(case_gaps)
     finally:
         torch.set_num_threads(threads)
+    training = _digits_cnn_training()
     return {
         "what": "2-D convolution, lmbook.conv (numpy, float64: conv2d_loops, and conv2d/conv2d_backward by im2col) "
         f"against torch.nn.functional.conv2d and autograd, one thread each, median of {repeats} calls "
-        "(3 for the loops); ratio = time / torch float64 time at the same size and pass",
+        "(3 for the loops); ratio = time / torch float64 time at the same size and pass; then chapter 5's digits "
+        "CNN trained by its recipe (lmbook.cnn.train_digits_cnn, one thread, seed 0) on the CPU",
         "rows": rows,
-        "targets": [target(f"{name}: largest difference", gap, 1e-10, "") for name, gap in gaps.items()],
+        "training": training,
+        "targets": [target(f"{name}: largest difference", gap, 1e-10, "") for name, gap in gaps.items()]
+        + [
+            target("digits CNN training time (chapter 5: at most 30 s)", training["seconds"], 30.0, "s"),
+            target(
+                "digits CNN test accuracy (chapter 5: at least 0.985)",
+                training["test_accuracy"],
+                0.985,
+                "",
+                passed=training["test_accuracy"] >= 0.985,
+            ),
+        ],
+    }
+
+
+def _digits_cnn_training() -> dict:
+    """Chapter 5's digits CNN trained as its notebook trains it: seconds, epochs, test accuracy, parameters."""
+    import torch
+
+    from lmbook.cnn import count_parameters, train_digits_cnn
+    from lmbook.images import digits_images
+    from lmbook.metrics import accuracy_score
+    from lmbook.training import predict_labels
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        split = digits_images().split
+        run = train_digits_cnn(split, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "seconds": run.seconds,
+        "epochs": int(run.history.epochs_run),
+        "test_accuracy": float(accuracy_score(split.y_test, predict_labels(run.model, split.X_test))),
+        "parameters": count_parameters(run.model),
+        "test_images": len(split.y_test),
     }
 
 
@@ -1059,13 +1109,21 @@ def render_markdown(results: dict) -> str:
             lines += [""]
     if "conv" in sections:
         s = sections["conv"]
-        lines += ["## (j) Convolution from scratch against torch", "", _sentence(s["what"]), "", _section_meta(s), ""]
+        title = "## (j) Convolution from scratch against torch; the digits CNN"
+        lines += [title, "", _sentence(s["what"]), "", _section_meta(s), ""]
         lines += ["| size | pass | implementation | ms | ratio to torch float64 |", "|---|---|---|---:|---:|"]
         for row in s["rows"]:
             lines.append(
                 f"| {row['size']} | {row['pass']} | {row['implementation']} | {row['ms']:.2f} | {row['ratio']:.2f}x |"
             )
         lines.append("")
+        t = s.get("training")
+        if t:
+            lines += [
+                f"Digits CNN ({t['parameters']:,} parameters): {t['epochs']} epochs in {t['seconds']:.1f} s, "
+                f"test accuracy {t['test_accuracy']:.3f} on {t['test_images']} images.",
+                "",
+            ]
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]

@@ -10,6 +10,10 @@ myst-nb 1.4 merges the stream outputs of a cell in place, on the very output obj
 ``_build/jupyter_execute``, so every line printed after the first interruption (a warning on stderr, a figure) was
 written there twice. The merge here works on a copy; the page shows the merged block, the notebook keeps its outputs.
 
+It reads glued numpy numbers: a cell that glues ``np.float64(0.98)`` stores its text form, which numpy 2 writes as
+``'np.float64(0.98)'``; myst-nb 1.4 then cannot apply a format such as ``:.2f`` to it (the build stops) and, without
+a format, would print ``np.float64(0.98)`` into the prose. ``format_plain_text`` reads such a number as the number.
+
 Finally it gives a few controls of the theme the accessible names that axe-core asks for (tests/site/test_reading.py),
 by rewriting each written page once the build has finished (``accessible_controls``): the theme renders them from its
 own templates, so there is no earlier place to change them.
@@ -22,12 +26,28 @@ import pathlib
 import re
 
 from myst_nb.core import render as _myst_nb_render
+from myst_nb.core import variables as _myst_nb_variables
 from myst_nb.core.utils import coalesce_streams
+from myst_nb.ext.glue import crossref as _glue_crossref
+from myst_nb.ext.glue import roles as _glue_roles
+
+_myst_nb_format_plain_text = _myst_nb_variables.format_plain_text
+# numpy 2's text form of a scalar: np.float64(0.98), np.int64(3), np.True_; the group is the plain number.
+_NUMPY_SCALAR = re.compile(r"np\.(?:float|int|uint|complex|longdouble)\w*\((.*)\)|np\.(True|False)_")
 
 
 def coalesce_streams_copy(outputs):
     """myst-nb's ``coalesce_streams`` on a deep copy, so that the notebook's own outputs are left unchanged."""
     return coalesce_streams(copy.deepcopy(outputs))
+
+
+def format_plain_text(text: str, fmt_spec: str) -> str:
+    """myst-nb's ``format_plain_text`` for glued text, with numpy 2's scalar form (``np.float64(0.98)``) read as
+    the plain number it stands for."""
+    scalar = _NUMPY_SCALAR.fullmatch(text.strip())
+    if scalar:
+        text = scalar.group(1) or scalar.group(2)
+    return _myst_nb_format_plain_text(text, fmt_spec)
 
 
 def _key(script) -> tuple:
@@ -93,6 +113,8 @@ def rewrite_pages(app, exception) -> None:
 def setup(app):
     # render.py looks the name up in its module globals at each call, so replacing it there is enough.
     _myst_nb_render.coalesce_streams = coalesce_streams_copy
+    _glue_roles.format_plain_text = format_plain_text  # both modules imported it by name
+    _glue_crossref.format_plain_text = format_plain_text
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     app.connect("build-finished", rewrite_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,10 +1,11 @@
-"""What the reader sees: the hidden Colab set-up cell, and a cell's printed lines merged into one block."""
+"""What the reader sees: the hidden Colab set-up cell, a cell's printed lines merged into one block, glued numbers."""
 
 from __future__ import annotations
 
 import pathlib
 
 import nbformat
+import numpy as np
 
 from book_assets import lmbook_sphinx
 from tools import setup_cell
@@ -50,3 +51,14 @@ def test_merged_streams_leave_the_notebook_outputs_unchanged():
         ("stderr", "UserWarning: careful\n"),
     ]
     assert [dict(o) for o in outputs] == before  # myst-nb's own merge would leave "alpha\nbeta\n" in outputs[0]
+
+
+def test_glued_numpy_numbers_are_formatted_as_numbers():
+    # numpy 2 writes a scalar's text form as "np.float64(0.98)"; myst-nb's own formatter raised on ":.2f".
+    assert lmbook_sphinx.format_plain_text(repr(np.float64(0.98765)), ".2f") == "0.99"
+    assert lmbook_sphinx.format_plain_text(repr(np.float32(0.25)), ".0%") == "25%"
+    assert lmbook_sphinx.format_plain_text(repr(np.int64(225034)), ",") == "225,034"
+    assert lmbook_sphinx.format_plain_text(repr(np.float64(0.5)), "") == "0.5"  # not "np.float64(0.5)" in the prose
+    assert lmbook_sphinx.format_plain_text(repr(np.True_), "") == "True"
+    assert lmbook_sphinx.format_plain_text("'conv2'", "") == "conv2"  # everything else as myst-nb formats it
+    assert lmbook_sphinx.format_plain_text("1234.5", ",.1f") == "1,234.5"
