@@ -200,7 +200,15 @@ def readings(browser, site_url):
         reading.dark_figures = [f"{f['src']} on {f['rgb']}" for f in figures if not is_light(f["rgb"])]
         if name in SHOWCASE:
             path = shot_path("dark", name)
-            page.screenshot(path=str(path), full_page=True)
+            # The figures' boxes must be where the screenshot shows them: on a loaded machine the page can still
+            # be settling after the viewport and theme changes (a widget or a formula re-laid out), which moves
+            # every figure below it. Take the screenshot again until the boxes before and after it agree.
+            for _ in range(4):
+                page.screenshot(path=str(path), full_page=True)
+                settled = page.evaluate(FIGURE_BACKGROUNDS)
+                if [f["box"] for f in settled] == [f["box"] for f in figures]:
+                    break
+                figures = settled
             background, corners, _ = sample_screenshot(path, [f["box"] for f in figures if f["box"]])
             reading.shot_background, reading.shot_figure_pixels = background, corners
         page.evaluate("() => localStorage.clear()")
