@@ -90,13 +90,9 @@ def digits_images(size: int = 8, val: float = 0.2, test: float = 0.2, seed: int 
         An :class:`ImageSet` named ``"digits"``.
     """
     X, y, _ = load_tabular("digits")
-    split = train_val_test_split(X / 16.0, y, val=val, test=test, seed=seed)
-    parts = {}
-    for part in ("train", "val", "test"):
-        images = getattr(split, f"X_{part}").reshape(-1, 1, 8, 8).astype(np.float32)
-        parts[f"X_{part}"] = resize_images(images, size)
-        parts[f"y_{part}"] = getattr(split, f"y_{part}").astype(np.int64)
-    split = Split(**parts, train_idx=split.train_idx, val_idx=split.val_idx, test_idx=split.test_idx)
+    rows = train_val_test_split(X, y, val=val, test=test, seed=seed)  # which digits go where: chapter 4's cut
+    images = resize_images((X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), size)
+    split = Split.from_indices(images, y.astype(np.int64), rows.train_idx, rows.val_idx, rows.test_idx)
     n_train, n_val, n_test = split.sizes
     message = f"scikit-learn's digits: {n_train} training, {n_val} validation, {n_test} test images of {size} x {size}"
     return ImageSet("digits", split, tuple(str(k) for k in range(10)), message)
@@ -114,17 +110,7 @@ def _split_openml(
     if max_train is not None:
         train_idx = train_idx[:max_train]
     val_idx, test_idx = np.arange(n_train - n_val, n_train), np.arange(n_train, len(y))
-    return Split(
-        X_train=X[train_idx],
-        y_train=y[train_idx],
-        X_val=X[val_idx],
-        y_val=y[val_idx],
-        X_test=X[test_idx],
-        y_test=y[test_idx],
-        train_idx=train_idx,
-        val_idx=val_idx,
-        test_idx=test_idx,
-    )
+    return Split.from_indices(X, y, train_idx, val_idx, test_idx)
 
 
 def load_mnist(

@@ -79,6 +79,22 @@ class Split:
         """``(n_train, n_val, n_test)``."""
         return len(self.train_idx), len(self.val_idx), len(self.test_idx)
 
+    @classmethod
+    def from_indices(cls, X: np.ndarray, y: np.ndarray, train_idx, val_idx, test_idx) -> Split:
+        """The split of ``X`` and ``y`` whose parts are the rows ``train_idx``, ``val_idx`` and ``test_idx``."""
+        train_idx, val_idx, test_idx = (np.asarray(idx, dtype=np.int64) for idx in (train_idx, val_idx, test_idx))
+        return cls(
+            X_train=X[train_idx],
+            y_train=y[train_idx],
+            X_val=X[val_idx],
+            y_val=y[val_idx],
+            X_test=X[test_idx],
+            y_test=y[test_idx],
+            train_idx=train_idx,
+            val_idx=val_idx,
+            test_idx=test_idx,
+        )
+
 
 def _apportion(counts: np.ndarray, total: int) -> np.ndarray:
     """Share ``total`` among groups in proportion to ``counts``, in whole numbers that add up to ``total``.
@@ -135,18 +151,7 @@ def train_val_test_split(X, y, val: float = 0.2, test: float = 0.2, seed: int = 
     else:
         order = rng.permutation(n)
         test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
-    test_idx, val_idx, train_idx = (part.astype(np.int64) for part in (test_idx, val_idx, train_idx))
-    return Split(
-        X_train=X[train_idx],
-        y_train=y[train_idx],
-        X_val=X[val_idx],
-        y_val=y[val_idx],
-        X_test=X[test_idx],
-        y_test=y[test_idx],
-        train_idx=train_idx,
-        val_idx=val_idx,
-        test_idx=test_idx,
-    )
+    return Split.from_indices(X, y, train_idx, val_idx, test_idx)
 
 
 def kfold_indices(n: int, k: int = 5, shuffle: bool = True, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

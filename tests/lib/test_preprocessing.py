@@ -290,3 +290,11 @@ def test_augment_digits_rejects_bad_arguments():
         augment_digits(digit_images(), noise=-1.0)
     with pytest.raises(ValueError, match="frame"):
         augment_digits(digit_images(), shift=8)
+
+
+def test_split_from_indices_takes_the_rows_it_names():
+    X, y = np.arange(20).reshape(10, 2), np.arange(10) * 10
+    split = Split.from_indices(X, y, [7, 1], [0], [9, 4])
+    assert split.X_train.tolist() == [[14, 15], [2, 3]] and split.y_test.tolist() == [90, 40]
+    assert split.y_val.tolist() == [0] and split.sizes == (2, 1, 2)
+    assert split.train_idx.dtype == np.int64
