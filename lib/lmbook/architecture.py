@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lmbook.loop import evaluation_mode
+
 # ----- receptive fields ---------------------------------------------------------------------------------------
 
 
@@ -239,16 +241,13 @@ def layer_table(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():
             first = next(model.parameters(), None)  # run where the model lives (a GPU in chapter 9), in its dtype
             device = None if first is None else first.device
             dtype = dtype or (torch.float32 if first is None else first.dtype)
             model(torch.zeros(tuple(input_shape), dtype=dtype, device=device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     total = sum(p.numel() for p in model.parameters())

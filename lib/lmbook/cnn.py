@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmbook.loop import evaluation_mode
 from lmbook.preprocessing import Split, augment_digits
 from lmbook.regularisation import EarlyStopping
 from lmbook.seeding import private_seed
@@ -407,15 +408,12 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: list[str] | None = N
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return {name: captured[name] for name in layers}
 
 

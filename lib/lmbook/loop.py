@@ -11,7 +11,8 @@ as a few small functions rather than a framework:
 - :func:`make_scheduler`: the one warm-up schedule, :func:`lmbook.schedules.linear_warmup_decay`;
 - :func:`make_scaler` and :func:`autocast`: mixed precision (dtype from :func:`lmbook.device.autocast_dtype`);
 - :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss;
-- :func:`cpu_threads`: a number of CPU threads for the length of a run.
+- :func:`cpu_threads`: a number of CPU threads for the length of a run;
+- :func:`evaluation_mode`: a model in evaluation mode for one block, then back in the mode it had.
 
 Where a loop runs is :func:`lmbook.device.training_device`'s one rule (the given device, else the model's), and
 its randomness comes from :func:`lmbook.seeding.private_seed`, so that a run with ``seed=...`` is reproducible
@@ -203,6 +204,18 @@ def optimizer_step(
     if scheduler is not None:
         scheduler.step()
     return norm
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module):
+    """Run the block with ``model.eval()`` (dropout off, batch norm on its running statistics), then give the
+    model back the mode it had, training or evaluation."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @contextlib.contextmanager

@@ -18,21 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmbook.loop import evaluation_mode
 from lmbook.testing import check_shape
 
 
-def _as_image(model: nn.Module, image) -> torch.Tensor:
+def image_batch(model: nn.Module, image) -> torch.Tensor:
     """``image`` as a ``(1, C, H, W)`` tensor with the model's dtype and device."""
     param = next(model.parameters())
     x = torch.as_tensor(np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image))
     check_shape(x, (None, None, None), "image (C, H, W)")
     return x.to(dtype=param.dtype, device=param.device).unsqueeze(0)
-
-
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()  # batch norm with its running statistics, dropout off: the model as it predicts
-    return was_training
 
 
 def gradient_saliency(model: nn.Module, image, target: int | None = None) -> tuple[np.ndarray, int]:
@@ -46,14 +41,11 @@ def gradient_saliency(model: nn.Module, image, target: int | None = None) -> tup
     Returns:
         ``(saliency, k)``: float64 array ``(H, W)`` and the class used.
     """
-    x = _as_image(model, image).requires_grad_(True)
-    was_training = _eval_mode(model)
-    try:
+    x = image_batch(model, image).requires_grad_(True)
+    with evaluation_mode(model):
         logits = model(x)  # (1, K)
         k = int(logits.argmax(dim=1)) if target is None else int(target)
         (grad,) = torch.autograd.grad(logits[0, k], x)  # (1, C, H, W)
-    finally:
-        model.train(was_training)
     return grad[0].abs().amax(dim=0).detach().cpu().double().numpy(), k
 
 
@@ -76,7 +68,7 @@ def occlusion_map(
     Returns:
         ``(drop, k)``: float64 array ``(H, W)`` and the class used.
     """
-    x = _as_image(model, image)
+    x = image_batch(model, image)
     _, C, H, W = x.shape
     if not 1 <= patch <= min(H, W):
         raise ValueError(f"patch must be between 1 and {min(H, W)} for a {H} x {W} image, got {patch}")
@@ -86,13 +78,9 @@ def occlusion_map(
     covered = x.repeat(len(corners), 1, 1, 1)  # (P, C, H, W): one copy per position
     for i, (r, c) in enumerate(corners):
         covered[i, :, r : r + patch, c : c + patch] = fill
-    was_training = _eval_mode(model)
-    try:
-        with torch.no_grad():
-            p_image = torch.softmax(model(x), dim=1)[0]  # (K,)
-            p_covered = torch.softmax(model(covered), dim=1)  # (P, K)
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad():
+        p_image = torch.softmax(model(x), dim=1)[0]  # (K,)
+        p_covered = torch.softmax(model(covered), dim=1)  # (P, K)
     k = int(p_image.argmax()) if target is None else int(target)
     drops = (p_image[k] - p_covered[:, k]).double().cpu().numpy()  # (P,)
     total, count = np.zeros((H, W)), np.zeros((H, W))

@@ -13,6 +13,7 @@ from lmbook.finetune import FinetuneConfig
 from lmbook.language_model import LMTrainConfig
 from lmbook.loop import (
     cpu_threads,
+    evaluation_mode,
     make_optimizer,
     make_scaler,
     make_scheduler,
@@ -145,3 +146,18 @@ def test_every_training_config_rejects_bad_settings_by_name(config_class, field,
 def test_the_final_rate_factor_is_checked_where_there_is_one(config_class):
     with pytest.raises(ValueError, match=re.escape("min_lr_factor must be in [0, 1]")):
         config_class(min_lr_factor=1.5)
+
+
+def test_evaluation_mode_gives_the_model_back_in_the_mode_it_had():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    with evaluation_mode(model):
+        assert not model.training and not model[1].training
+    assert model.training and model[1].training
+    model.eval()
+    with evaluation_mode(model):
+        pass
+    assert not model.training
+    model.train()
+    with pytest.raises(RuntimeError), evaluation_mode(model):
+        raise RuntimeError("the block failed")
+    assert model.training  # restored even when the block raises

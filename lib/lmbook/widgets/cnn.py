@@ -20,7 +20,8 @@ from torch import nn
 
 from lmbook import plotting
 from lmbook.cnn import conv_layer_names, feature_maps
-from lmbook.saliency import gradient_saliency, occlusion_map
+from lmbook.loop import evaluation_mode
+from lmbook.saliency import gradient_saliency, image_batch, occlusion_map
 from lmbook.testing import check_choice, check_shape
 from lmbook.widgets.base import WIDGET_DPI, FigureImage, InteractiveWidget
 
@@ -203,15 +204,9 @@ class CNNViewer(InteractiveWidget):
             raise ValueError(f"image index must be between 0 and {len(self.images) - 1}, got {index!r}")
 
     def _probabilities(self, index: int) -> np.ndarray:
-        param = next(self.model.parameters())
-        x = torch.as_tensor(self.images[index], dtype=param.dtype, device=param.device)[None]
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                return torch.softmax(self.model(x), dim=1)[0].cpu().double().numpy()
-        finally:
-            self.model.train(was_training)
+        x = image_batch(self.model, self.images[index])
+        with evaluation_mode(self.model), torch.no_grad():
+            return torch.softmax(self.model(x), dim=1)[0].cpu().double().numpy()
 
     def _build_figure(self) -> None:
         fig = self.figure
