@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmbook.loop import evaluation_mode
 from lmbook.testing import ShapeError, check_shape
 
 
@@ -334,15 +335,14 @@ def attention_maps(model: nn.Module, tokens) -> dict[tuple[int, int], np.ndarray
         x = x.to(next(model.parameters()).device)
     except StopIteration:
         pass
-    was_training = model.training
     previous = [m.record for m in modules]
     maps: dict[tuple[int, int], np.ndarray] = {}
     try:
-        model.eval()
         for m in modules:
             m.record = True
             m.last_weights = None
-        model(x)
+        with evaluation_mode(model):
+            model(x)
         for layer, m in enumerate(modules):
             if m.last_weights is None:
                 continue  # a module the forward pass did not use
@@ -351,7 +351,6 @@ def attention_maps(model: nn.Module, tokens) -> dict[tuple[int, int], np.ndarray
             for head, weights in enumerate(heads):
                 maps[(layer, head)] = weights
     finally:
-        model.train(was_training)
         for m, rec in zip(modules, previous, strict=True):
             m.record = rec
     return maps

@@ -26,6 +26,7 @@ from lmbook.loop import (
     check_training_config,
     cpu_threads,
     current_lr,
+    evaluation_mode,
     make_optimizer,
     make_scaler,
     make_scheduler,
@@ -169,18 +170,14 @@ def evaluate_loss(
     if max_batches is not None:
         n_windows = min(n_windows, batch_size * max_batches)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
+    with evaluation_mode(model):
         for first in range(0, n_windows, batch_size):
             starts = torch.arange(first, min(first + batch_size, n_windows)) * T  # (b,)
             index = starts[:, None] + torch.arange(T)[None, :]  # (b, T)
             x, y = data[index].to(device), data[index + 1].to(device)
             total += next_token_loss(model, x, y).item() * len(starts)
             count += len(starts)
-    finally:
-        model.train(was_training)
     return total / count
 
 

@@ -36,6 +36,7 @@ from lmbook.loop import (
     check_training_config,
     cpu_threads,
     current_lr,
+    evaluation_mode,
     make_optimizer,
     make_scaler,
     make_scheduler,
@@ -271,12 +272,10 @@ def mlm_loss(
 
     Evaluation mode meanwhile; the mean is over all predicted positions.
     """
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     device = _device_of(model)
     total, count = 0.0, 0
-    try:
+    with evaluation_mode(model):
         for start in range(0, len(texts), batch_size):
             batch = tokenizer.batch_encode(texts[start : start + batch_size], max_length=max_length)
             inputs, labels = mask_tokens(batch["input_ids"], tokenizer, p=p, generator=generator)
@@ -287,8 +286,6 @@ def mlm_loss(
             loss = model.loss(batch["input_ids"], labels.to(device), batch["token_type_ids"], batch["attention_mask"])
             total += loss.item() * n
             count += n
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("no position was chosen for prediction: give more or longer texts")
     return total / count
@@ -428,12 +425,8 @@ def fill_mask(
     positions = (ids[0] == tokenizer.mask_id).nonzero().flatten().tolist()
     if not positions:
         raise ValueError(f"no [MASK] token in {text!r}")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         logits = model(ids)[0]  # (T, V)
-    finally:
-        model.train(was_training)
     result = []
     for pos in positions:
         probs = torch.softmax(logits[pos].float(), dim=-1)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lmbook.device import training_device
-from lmbook.loop import OPTIMIZERS, make_optimizer, optimizer_step
+from lmbook.loop import OPTIMIZERS, evaluation_mode, make_optimizer, optimizer_step
 from lmbook.regularisation import EarlyStopping
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
@@ -176,11 +176,8 @@ def _as_labels(y, n: int, num_outputs: int, name: str) -> np.ndarray:
 
 def _num_outputs(model: torch.nn.Module, X: tuple[torch.Tensor, ...]) -> int:
     """Number of output units, from one forward pass on one example in evaluation mode (no randomness used)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluation_mode(model), torch.no_grad():
         out = model(*(x[:1] for x in X))
-    model.train(was_training)
     if out.ndim != 2 or out.shape[1] < 1:
         raise ValueError(f"the model must return logits of shape (B, K), got {tuple(out.shape)} for one example")
     return int(out.shape[1])
