@@ -6,7 +6,8 @@ Run from the repository root:
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
                                                         # grading, pages (the built book in Chromium), testloop, conv
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
-    .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only
+    .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only; the other
+                                                        # notebooks' rows are kept, each with its own date
     .venv/bin/python benchmarks/run.py --only testloop  # `make test` on a fresh clone of HEAD, timed per target
 
 Writes ``benchmarks/results.json`` (every number, with the machine and the date) and ``benchmarks/results.md``
@@ -137,24 +138,40 @@ def time_notebook(path: pathlib.Path) -> dict:
     return row
 
 
-def bench_notebooks(quick: bool, match: str | None) -> dict:
+def _notebook_target(row: dict) -> dict:
+    if row["error"]:
+        return target(f"{row['notebook']} executes", "error", "no error", "", passed=False)
+    return target(f"{row['notebook']} total time", row["total_s"], NOTEBOOK_LIMIT_S, "s")
+
+
+def bench_notebooks(quick: bool, match: str | None, previous: dict | None = None, date: str = "") -> dict:
+    """Execute every notebook (or those whose path contains ``match``) and time it.
+
+    With ``match``, the rows of the other notebooks that still exist are kept from ``previous`` (the last
+    results), each with the date it was measured, so one chapter can be re-measured without the rest.
+    """
     notebooks = find_notebooks(match)
-    rows, targets = [], []
+    rows = []
     for path in notebooks:
         print(f"  executing {path.relative_to(ROOT)} ...", flush=True)
         row = time_notebook(path)
         print(f"    ERROR {row['error']}" if row["error"] else f"    {row['total_s']:.1f} s", flush=True)
-        rows.append(row)
-        if row["error"]:
-            targets.append(target(f"{row['notebook']} executes", "error", "no error", "", passed=False))
-        else:
-            targets.append(target(f"{row['notebook']} total time", row["total_s"], NOTEBOOK_LIMIT_S, "s"))
+        rows.append({**row, "date": date})
+    if match and previous:
+        measured = {row["notebook"] for row in rows}
+        existing = {str(p.relative_to(ROOT)) for p in find_notebooks()}
+        kept = [
+            {**row, "date": row.get("date") or previous.get("date", "")}
+            for row in previous.get("rows", [])
+            if row["notebook"] not in measured and row["notebook"] in existing
+        ]
+        rows = sorted(rows + kept, key=lambda row: row["notebook"])
     return {
         "what": "each notebook executed with nbclient in a fresh python3 kernel (store_widget_state=True, as "
         "in "
         "the book build); total = kernel start + all cells",
         "rows": rows,
-        "targets": targets,
+        "targets": [_notebook_target(row) for row in rows],
     }
 
 
@@ -979,8 +996,8 @@ def render_markdown(results: dict) -> str:
         lines += ["## (a) Notebook execution", "", _sentence(s["what"]), "", _section_meta(s), ""]
         if s["rows"]:
             lines += [
-                "| notebook | code cells | kernel start (s) | cells (s) | total (s) | within 60 s |",
-                "|---|---:|---:|---:|---:|---|",
+                "| notebook | code cells | kernel start (s) | cells (s) | total (s) | within 60 s | measured |",
+                "|---|---:|---:|---:|---:|---|---|",
             ]
             for row in s["rows"]:
                 ok = (
@@ -990,7 +1007,7 @@ def render_markdown(results: dict) -> str:
                 )
                 lines.append(
                     f"| `{row['notebook']}` | {row['cells']} | {_fmt(row['kernel_start_s'])} | "
-                    f"{_fmt(row['cells_s'])} | {_fmt(row['total_s'])} | {ok} |"
+                    f"{_fmt(row['cells_s'])} | {_fmt(row['total_s'])} | {ok} | {row.get('date') or s['date']} |"
                 )
         else:
             lines.append("No notebooks found under chapters/ or exercises/.")
@@ -1166,7 +1183,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fewer MLP steps and widget repeats (notebooks always run in full)",
     )
-    parser.add_argument("--match", help="only notebooks whose path contains this text")
+    parser.add_argument(
+        "--match", help="only notebooks whose path contains this text; the other rows are kept from results.json"
+    )
     parser.add_argument("--rev", default="HEAD", help="the commit whose `make test` the testloop section times")
     parser.add_argument("--baseline", action="store_true", help="testloop: record --rev for comparison only")
     args = parser.parse_args(argv)
@@ -1178,7 +1197,9 @@ def main(argv: list[str] | None = None) -> int:
     kept = previous.get("sections", {})  # --only keeps every other section; a full run keeps the on-request ones
     sections = dict(kept) if args.only else {k: v for k, v in kept.items() if k in ONLY_ON_REQUEST}
     runners = {
-        "notebooks": lambda: bench_notebooks(args.quick, args.match),
+        "notebooks": lambda: bench_notebooks(
+            args.quick, args.match, previous.get("sections", {}).get("notebooks"), date
+        ),
         "mlp": lambda: bench_mlp(args.quick),
         "optim": lambda: bench_optim(args.quick),
         "attention": lambda: bench_attention(args.quick),
