@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbook.language_model import LMTrainConfig, TrainLog, train_lm
+from lmbook.loop import evaluation_mode
 from lmbook.positional import LearnedPositionalEmbedding
+from lmbook.sampling import check_sampling, sample_next
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
 from lmbook.transformer import GELU_VARIANTS, LayerNorm, TransformerBlock, TransformerConfig, check_sizes
@@ -168,28 +170,16 @@ class GPT(nn.Module):
         At each step the model reads the last ``max_len`` tokens; the logits of the last position are divided
         by ``temperature`` (below 1: more predictable text; above 1: more surprising; 0 means always the most
         likely token), cut to the ``top_k`` largest if given, and one token is drawn from their softmax with
-        ``generator``. The model is put in evaluation mode meanwhile and then back in its previous mode.
+        ``generator`` (:func:`lmbook.sampling.sample_next`). The model is put in evaluation mode meanwhile and
+        then back in its previous mode.
         """
         check_shape(idx, ("B", "T"), "idx")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        was_training = self.training
-        self.eval()
-        try:
+        check_sampling(temperature, top_k)
+        with evaluation_mode(self):
             for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.config.max_len :])[:, -1, :].float()  # (B, V): the last position
-                if temperature == 0 or top_k == 1:
-                    nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1): greedy
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
-                        logits = logits.masked_fill(logits < kth, float("-inf"))
-                    probs = torch.softmax(logits, dim=-1)  # (B, V)
-                    nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(idx.device)  # (B, 1)
+                logits = self(idx[:, -self.config.max_len :])[:, -1, :]  # (B, V): the last position
+                nxt = sample_next(logits, temperature, top_k, generator)  # (B, 1)
                 idx = torch.cat([idx, nxt], dim=1)  # (B, T) -> (B, T + 1)
-        finally:
-            self.train(was_training)
         return idx
 
 
