@@ -198,6 +198,27 @@ class SequenceClassifier(nn.Module):
             self.rnn = CELLS[cell](d_model, d_hidden, num_layers=num_layers, batch_first=True)
             self.head = nn.Linear(d_hidden, num_classes)
 
+    @classmethod
+    def from_embeddings(
+        cls, weights: torch.Tensor, num_classes: int, freeze: bool = True, **kwargs
+    ) -> SequenceClassifier:
+        """A classifier whose embedding table is ``weights`` ``(V, d_model)``, e.g. a pre-trained model's.
+
+        Args:
+            weights: one row per id; ``vocab_size`` and ``d_model`` are taken from its shape. The row of
+                ``pad_id`` is set to zero, as in every :class:`SequenceClassifier`.
+            num_classes: ``K``. freeze: keep the table fixed while training (``requires_grad=False``; the
+                optimisers of :mod:`lmbook.loop` skip it).
+            kwargs: the other arguments of :class:`SequenceClassifier` (``d_hidden``, ``cell``, ``readout``, ...).
+        """
+        V, d_model = check_shape(weights, ("V", "d_model"), "weights").shape
+        model = cls(V, num_classes, d_model=d_model, **kwargs)
+        with torch.no_grad():
+            model.embedding.weight.copy_(weights)
+            model.embedding.weight[model.pad_id] = 0.0
+        model.embedding.weight.requires_grad_(not freeze)
+        return model
+
     def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The vector that summarises each sequence, ``(B, d_hidden)``, chosen by ``readout``."""
         B, T = check_shape(ids, ("B", "T"), "ids").shape

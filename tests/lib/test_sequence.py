@@ -121,6 +121,21 @@ def test_classifier_checks_its_arguments_and_inputs():
     assert torch.count_nonzero(a.embedding.weight[0]) == 0  # the padding's embedding is zero
 
 
+def test_from_embeddings_copies_and_freezes_the_table():
+    weights = torch.arange(24.0).reshape(6, 4)
+    model = SequenceClassifier.from_embeddings(weights, 3, d_hidden=5, cell="gru", readout="packed")
+    assert model.embedding.weight.shape == (6, 4) and model.head.out_features == 3 and model.readout == "packed"
+    assert torch.equal(model.embedding.weight[1:], weights[1:]) and model.embedding.weight[0].abs().sum() == 0
+    assert not model.embedding.weight.requires_grad
+    ids, lengths = pad_batch([[1, 2], [3]])
+    before = model.embedding.weight.clone()
+    fit_classifier(model, (ids, lengths), np.array([0, 2]), epochs=3, lr=0.1, seed=0)
+    assert torch.equal(model.embedding.weight, before)  # frozen: training left it alone
+    assert SequenceClassifier.from_embeddings(weights, 2, freeze=False).embedding.weight.requires_grad
+    with pytest.raises(ShapeError, match="weights"):
+        SequenceClassifier.from_embeddings(torch.zeros(6), 2)
+
+
 def test_fit_classifier_learns_a_task_that_needs_the_last_real_token():
     """The label is the last real token (3 or 4); the sequences have 1 to 6 tokens, padded to 20."""
     rng = np.random.default_rng(0)
