@@ -307,6 +307,13 @@ REQUIRED_MISTAKES = {
         ("q3", "the stride ignored"),
         ("q4", "the gradient spread evenly over the whole window (average pooling's gradient)"),
     ],
+    "rnn": [  # issue 13
+        ("q1", "tanh forgotten"),
+        ("q1", "W_h applied to the input (W_x and W_h swapped)"),
+        ("q4", "the forget gate used as (1 - f)"),
+        ("q5", "clipping per element instead of by the global norm"),
+        ("q6", "the last padded step taken instead of the last real one"),
+    ],
 }
 
 
