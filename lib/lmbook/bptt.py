@@ -144,6 +144,40 @@ def gradient_per_step(
     return grads["x"].norm(dim=2).mean(dim=0).numpy()
 
 
+def input_gradient_per_step(model: torch.nn.Module, module: torch.nn.Module, inputs: tuple, labels) -> np.ndarray:
+    """How large the gradient of a classifier's loss is with respect to each time step of one layer's output.
+
+    Runs ``model(*inputs)``, takes the mean cross-entropy against ``labels`` and back-propagates; the gradient is
+    read at the output of ``module`` (for instance the embedding, whose output at step ``t`` is the input ``x_t``
+    of the recurrent layer), which must be ``(B, T, ...)``. The model's parameters get no ``.grad``.
+
+    Args:
+        model: maps ``inputs`` to logits ``(B, K)``. module: a submodule of ``model`` with a ``(B, T, ...)`` output.
+        inputs: the positional arguments of ``model`` (a tuple). labels: int64 ``(B,)``.
+
+    Returns:
+        float64 array ``(T,)``: the mean over the batch of ``||dL/d out[:, t]||``, the norms taken in float64.
+    """
+    captured = []
+
+    def keep(_module, _inputs, output):
+        captured.append(output)
+
+    handle = module.register_forward_hook(keep)
+    try:
+        logits = model(*inputs)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ValueError(f"the module ran {len(captured)} times in one forward pass; expected once")
+    (out,) = captured
+    check_shape(out, ("B", "T", None), "the module's output")
+    loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels))
+    (grad,) = torch.autograd.grad(loss, out)
+    # In float64: squaring a float32 gradient of 1e-26 to take its norm would underflow to 0.
+    return grad.double().flatten(2).norm(dim=2).mean(dim=0).cpu().numpy()
+
+
 def _gradients(tensors: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
     """The gradient tensors behind ``tensors``: a parameter's ``.grad`` (skipped when None), or the tensor itself
     when it is a plain tensor that does not require a gradient (a gradient already computed, e.g. by

@@ -9,6 +9,7 @@ from lmbook.bptt import (
     GRADIENT_KEYS,
     clip_grad_norm,
     gradient_per_step,
+    input_gradient_per_step,
     random_rnn_weights,
     rnn_backward,
     spectral_radius,
@@ -108,6 +109,35 @@ def test_gradient_per_step_vanishes_below_and_explodes_above():
     np.testing.assert_allclose(small, x.grad.norm(dim=2).mean(dim=0).numpy(), rtol=1e-10)
     with pytest.raises(ValueError, match="at least 1"):
         gradient_per_step(1.0, 0)
+
+
+def test_input_gradient_per_step_reads_the_gradient_at_the_layer_output():
+    torch.manual_seed(0)
+    embedding, rnn, head = torch.nn.Embedding(6, 3), torch.nn.RNN(3, 5, batch_first=True), torch.nn.Linear(5, 2)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.rnn, self.head = embedding, rnn, head
+
+        def forward(self, ids):
+            return self.head(self.rnn(self.embedding(ids))[0][:, -1])
+
+    model = Model().double()
+    ids, labels = torch.randint(0, 6, (4, 7)), torch.tensor([0, 1, 1, 0])
+    norms = input_gradient_per_step(model, model.embedding, (ids,), labels)
+    x = model.embedding(ids).detach().requires_grad_(True)
+    torch.nn.functional.cross_entropy(head(rnn(x)[0][:, -1]), labels).backward()
+    np.testing.assert_allclose(norms, x.grad.norm(dim=2).mean(dim=0).numpy())
+    assert all(p.grad is None for p in model.embedding.parameters())
+    # A float32 gradient of 1e-30 has a norm of about 1e-30, not the 0 that squaring it in float32 gives.
+    model.float()
+    with torch.no_grad():
+        model.head.weight.mul_(1e-30)
+    tiny = input_gradient_per_step(model, model.embedding, (ids,), labels)
+    assert 0 < tiny.min() and tiny.max() < 1e-27
+    with pytest.raises(ShapeError, match="module's output"):
+        input_gradient_per_step(model, model.head, (ids,), labels)
 
 
 # ----- clipping by norm ---------------------------------------------------------------------------------------
