@@ -11,7 +11,7 @@ Ids: 0 is padding (unused here: every sequence has the same length ``T = k + 1``
 signals, ``num_classes + 1 .. vocab_size - 1`` the distractors.
 
 - :func:`first_token_task`: ``n`` sequences and their labels;
-- :func:`set_forget_bias`: start an LSTM's forget gates open;
+- :func:`set_keep_bias`: start the gate that keeps an LSTM's or GRU's state open;
 - :func:`carry_accuracy`: train a small :class:`lmbook.sequence.SequenceClassifier` (plain RNN, GRU or LSTM) on
   the task with :func:`lmbook.training.fit_classifier` and return its accuracy on fresh test sequences.
 """
@@ -61,19 +61,23 @@ def first_token_task(n: int, distractors: int, vocab_size: int = 12, num_classes
     return torch.from_numpy(ids), torch.from_numpy(labels.astype(np.int64))
 
 
-def set_forget_bias(lstm: torch.nn.LSTM, value: float) -> None:
-    """Start every layer of ``lstm`` with forget-gate bias ``value`` (in place): ``bias_ih`` holds it, ``bias_hh``
-    0 in the forget block (rows ``H .. 2H`` of torch's ``i, f, g, o``). A positive value starts the forget gate
-    near 1 (``sigmoid(2) = 0.88``), so the cell state, and its gradient, survive many steps from the first update
-    on; torch starts it at ``sigmoid(0 +- small) = 0.5``, which halves them at every step.
+def set_keep_bias(module: torch.nn.LSTM | torch.nn.GRU, value: float) -> None:
+    """Start the gate that keeps the old state of every layer of an LSTM or GRU at bias ``value`` (in place).
+
+    That gate is the LSTM's forget gate ``f`` (``c' = f * c + ...``) and the GRU's update gate ``z``
+    (``h' = (1 - z) * n + z * h``); in torch's gate order (``i, f, g, o`` and ``r, z, n``) both are the second
+    block of ``H`` rows. ``bias_ih`` gets ``value`` there and ``bias_hh`` 0, so their sum is ``value``. A positive
+    value starts the gate near 1, ``sigmoid(1) = 0.73``, so the state, and its gradient, survive many steps from the
+    first update on. torch starts it at ``sigmoid(0 +- small) = 0.5``, which halves them at every step. For the
+    LSTM, a forget bias of 1 is the usual recommendation (Jozefowicz, Zaremba and Sutskever 2015).
     """
-    if not isinstance(lstm, torch.nn.LSTM):
-        raise TypeError(f"set_forget_bias expects a torch.nn.LSTM, got {type(lstm).__name__}")
-    H = lstm.hidden_size
+    if not isinstance(module, torch.nn.LSTM | torch.nn.GRU):
+        raise TypeError(f"set_keep_bias expects a torch.nn.LSTM or GRU, got {type(module).__name__}")
+    H = module.hidden_size
     with torch.no_grad():
-        for layer in range(lstm.num_layers):
-            getattr(lstm, f"bias_ih_l{layer}")[H : 2 * H] = value
-            getattr(lstm, f"bias_hh_l{layer}")[H : 2 * H] = 0.0
+        for layer in range(module.num_layers):
+            getattr(module, f"bias_ih_l{layer}")[H : 2 * H] = value
+            getattr(module, f"bias_hh_l{layer}")[H : 2 * H] = 0.0
 
 
 def carry_accuracy(
@@ -91,7 +95,7 @@ def carry_accuracy(
     lr: float = 1.0,
     batch_size: int = 32,
     max_grad_norm: float | None = 1.0,
-    forget_bias: float = 1.0,
+    keep_bias: float = 1.0,
     seed: int = 0,
 ) -> float:
     """Train a one-layer recurrent classifier on :func:`first_token_task` and return its test accuracy.
@@ -111,8 +115,8 @@ def carry_accuracy(
         n_train, n_test: training and test sequences. vocab_size, num_classes: as in :func:`first_token_task`.
         d_model, d_hidden: embedding width and hidden-state size.
         epochs, optimizer, lr, batch_size, max_grad_norm: passed to :func:`lmbook.training.fit_classifier`.
-        forget_bias: for ``"lstm"``, the forget gate's initial bias (:func:`set_forget_bias`); 1 is the usual
-            recommendation, 0 torch's default. Ignored by the other cells.
+        keep_bias: for ``"lstm"`` and ``"gru"``, the initial bias of the gate that keeps the state (the LSTM's
+            forget gate, the GRU's update gate; :func:`set_keep_bias`); 0 is torch's default. Ignored by ``"rnn"``.
         seed: seeds the data, the initial weights and the mini-batch order.
 
     Returns:
@@ -123,8 +127,8 @@ def carry_accuracy(
     ids, y = first_token_task(n_train, seed=seed, **task)
     test_ids, test_y = first_token_task(n_test, seed=seed + 1_000_003, **task)
     model = SequenceClassifier(vocab_size, num_classes, d_model, d_hidden, cell=cell, seed=seed)
-    if cell == "lstm":
-        set_forget_bias(model.rnn, forget_bias)
+    if cell != "rnn":
+        set_keep_bias(model.rnn, keep_bias)
     T = distractors + 1
     fit_classifier(
         model,

@@ -1,12 +1,13 @@
-"""Tests of lmbook.memory_task: the first-token task's sequences and labels, the LSTM forget-bias set-up, and that a
-small recurrent classifier learns the task when the signal is close and is at chance when it cannot see it."""
+"""Tests of lmbook.memory_task: the first-token task's sequences and labels, the gated cells' keep-gate set-up,
+and that a small recurrent classifier learns the task when the signal is close and is at chance when it cannot
+see it."""
 
 import pytest
 import torch
 from torch import nn
 
 from lmbook import memory_task
-from lmbook.memory_task import carry_accuracy, first_token_task, set_forget_bias
+from lmbook.memory_task import carry_accuracy, first_token_task, set_keep_bias
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,21 +47,42 @@ def test_invalid_task_sizes_are_refused(kwargs, message):
         first_token_task(**kwargs)
 
 
-def test_set_forget_bias_changes_only_the_forget_block():
+@pytest.mark.parametrize(("cls", "rows"), [(nn.LSTM, 16), (nn.GRU, 12)])
+def test_set_keep_bias_changes_only_the_keep_gate(cls, rows):
     torch.manual_seed(0)
-    lstm = nn.LSTM(3, 4, num_layers=2)
-    before = {n: p.detach().clone() for n, p in lstm.named_parameters()}
-    set_forget_bias(lstm, 2.0)
+    module = cls(3, 4, num_layers=2)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    set_keep_bias(module, 2.0)
+    keep = torch.ones(rows, dtype=torch.bool)
+    keep[4:8] = False  # the second block of H = 4 rows: f of i, f, g, o; z of r, z, n
     for layer in range(2):
-        b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
-        assert torch.all(b_ih[4:8] == 2.0) and torch.all(b_hh[4:8] == 0.0)  # i, f, g, o: f is rows 4..8
-        for name in (f"bias_ih_l{layer}", f"bias_hh_l{layer}"):
-            keep = torch.ones(16, dtype=torch.bool)
-            keep[4:8] = False
-            assert torch.equal(getattr(lstm, name)[keep], before[name][keep])
-    assert torch.equal(lstm.weight_hh_l0, before["weight_hh_l0"])
-    with pytest.raises(TypeError, match="expects a torch.nn.LSTM, got GRU"):
-        set_forget_bias(nn.GRU(3, 4), 1.0)
+        b_ih, b_hh = getattr(module, f"bias_ih_l{layer}"), getattr(module, f"bias_hh_l{layer}")
+        assert torch.all(b_ih[4:8] == 2.0) and torch.all(b_hh[4:8] == 0.0)
+        assert torch.equal(b_ih[keep], before[f"bias_ih_l{layer}"][keep])
+        assert torch.equal(b_hh[keep], before[f"bias_hh_l{layer}"][keep])
+    assert torch.equal(module.weight_hh_l0, before["weight_hh_l0"])
+
+
+def test_keep_bias_opens_the_gate():
+    """With a large keep bias and no input the cell state hardly changes in one step: f = sigmoid(10) ~ 1."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, batch_first=True)
+    set_keep_bias(lstm, 10.0)
+    with torch.no_grad():
+        lstm.weight_ih_l0.zero_()
+        lstm.weight_hh_l0.zero_()
+        c0 = torch.randn(1, 2, 4)
+        _, (_, c1) = lstm(torch.zeros(2, 1, 3), (torch.zeros(1, 2, 4), c0))
+    i, g = (
+        torch.sigmoid(lstm.bias_ih_l0[:4] + lstm.bias_hh_l0[:4]),
+        torch.tanh(lstm.bias_ih_l0[8:12] + lstm.bias_hh_l0[8:12]),
+    )
+    assert torch.allclose(c1, torch.sigmoid(torch.tensor(10.0)) * c0 + i * g, atol=1e-6)
+
+
+def test_set_keep_bias_refuses_a_plain_rnn():
+    with pytest.raises(TypeError, match="expects a torch.nn.LSTM or GRU, got RNN"):
+        set_keep_bias(nn.RNN(3, 4), 1.0)
 
 
 def test_a_close_signal_is_learned_and_an_absent_one_is_not(monkeypatch):
