@@ -219,11 +219,10 @@ class Seq2SeqLog:
 def train_seq2seq(model: Seq2Seq, config: Seq2SeqTrainConfig | None = None) -> Seq2SeqLog:
     """Train ``model`` in place with teacher forcing and Adam (:mod:`lmbook.loop`), on fresh batches every step.
 
-    The learning rate falls along half a cosine, so that the last steps settle instead of jumping about (the
-    accuracy measured afterwards then depends less on where the run happened to stop).
-
     Every step draws a new batch (:func:`digit_batch`, a length from ``min_len .. max_len``), so the model
-    never sees the same sequence twice and there is nothing to overfit. Runs on the CPU.
+    never sees the same sequence twice and there is nothing to overfit. The learning rate falls along half a
+    cosine, so that the last steps settle instead of jumping about (the accuracy measured afterwards then depends
+    less on where the run happened to stop). Runs on the CPU.
     """
     config = Seq2SeqTrainConfig() if config is None else config
     optimizer = make_optimizer(model, "adam", config.lr)
