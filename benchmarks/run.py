@@ -4,7 +4,8 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/run.py                  # everything
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
-                                                        # grading, pages (the built book in Chromium), testloop, conv
+                                                        # grading, pages (the built book in Chromium), testloop,
+                                                        # conv, rnn
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only; the other
                                                         # notebooks' rows are kept, each with its own date
@@ -38,7 +39,19 @@ NOTEBOOK_LIMIT_S = 60.0  # book.md: each section notebook runs in at most 60 s o
 WIDGET_LIMIT_MS = 100.0  # a slider that answers within ~0.1 s feels immediate
 TRAINER_START_LIMIT_S = 0.5  # the trainer trains once when it is built; a page must not stall on it
 
-SECTIONS = ("notebooks", "mlp", "optim", "attention", "bert", "widgets", "grading", "pages", "testloop", "conv")
+SECTIONS = (
+    "notebooks",
+    "mlp",
+    "optim",
+    "attention",
+    "bert",
+    "widgets",
+    "grading",
+    "pages",
+    "testloop",
+    "conv",
+    "rnn",
+)
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
 TEST_LOOP_TARGET_S = 720.0  # issue 10: `make test` on a fresh clone within 12 minutes on this machine
@@ -543,7 +556,7 @@ def bench_widgets(quick: bool) -> dict:
 
 
 def bench_later_widgets(repeats: int) -> dict[str, float]:
-    """Median update latency (ms) of the widgets of chapters 3, 4, 5, 7 and 8, each control moved ``repeats`` times."""
+    """Median update latency (ms) of the widgets of chapters 3 to 8, each control moved ``repeats`` times."""
     import numpy as np
 
     from lmbook.widgets import LearningRateExplorer, OptimizerRace, OverfittingExplorer, ThresholdExplorer
@@ -620,6 +633,13 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     out["CNNViewer: change the view"] = sweep(
         cnn_viewer, "view", cycle(["kernels", "saliency", "occlusion", "feature maps"])
     )
+
+    from lmbook.widgets import GradientFlowViewer
+    from lmbook.widgets.rnn import RECORDED_LENGTHS, RECORDED_RADII
+
+    flow = GradientFlowViewer()  # chapter 6: the gradient per time step of a random RNN
+    out["GradientFlowViewer: move the radius slider"] = sweep(flow, "radius", cycle(list(RECORDED_RADII)))
+    out["GradientFlowViewer: move the length slider"] = sweep(flow, "T", cycle(list(RECORDED_LENGTHS)))
     return out
 
 
@@ -964,11 +984,70 @@ def _digits_cnn_training() -> dict:
     }
 
 
+# ----- (k) recurrent cells from scratch ----------------------------------------------------------------------------
+
+
+def _lstm_case(B: int, T: int, d_in: int, d_hidden: int, dtype, repeats: int) -> tuple[list[dict], float]:
+    """Time lmbook.rnn.ScratchLSTM against torch.nn.LSTM with the same weights: rows, and the largest difference
+    of outputs and input gradients."""
+    import torch
+
+    from lmbook.rnn import ScratchLSTM
+
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(d_in, d_hidden, batch_first=True).to(dtype)
+    ours = ScratchLSTM.from_torch(ref)
+    x = torch.randn(B, T, d_in, dtype=dtype, requires_grad=True)
+
+    def forward(model):
+        with torch.no_grad():
+            model(x)
+
+    def forward_backward(model):
+        model(x)[0].sum().backward()
+
+    out_ref, out_ours = ref(x)[0], ours(x)[0]
+    grad_ref = torch.autograd.grad(out_ref.sum(), x)[0]
+    grad_ours = torch.autograd.grad(out_ours.sum(), x)[0]
+    gap = max(float((out_ref - out_ours).abs().max().detach()), float((grad_ref - grad_ours).abs().max()))
+    size = f"B={B}, T={T}, d_in={d_in}, d_hidden={d_hidden}, {str(dtype).replace('torch.', '')}"
+    rows = []
+    for name, fn in (("forward", forward), ("forward+backward", forward_backward)):
+        torch_ms = _median_call_ms(repeats, lambda fn=fn: fn(ref))
+        ours_ms = _median_call_ms(repeats, lambda fn=fn: fn(ours))
+        rows.append({"size": size, "pass": name, "torch_ms": torch_ms, "ours_ms": ours_ms, "ratio": ours_ms / torch_ms})
+    return rows, gap
+
+
+def bench_rnn(quick: bool) -> dict:
+    """lmbook.rnn.ScratchLSTM (a Python loop over time steps of tensor operations) against torch.nn.LSTM (one
+    fused kernel per layer) with the same weights, one thread; chapter 6's trained models."""
+    import torch
+
+    repeats = 3 if quick else 11
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows, checks = [], []
+    try:
+        for dtype, limit in [(torch.float32, 1e-5), (torch.float64, 1e-12)]:
+            case_rows, gap = _lstm_case(32, 50, 64, 128, dtype, repeats)
+            rows += case_rows
+            checks.append(target(f"{case_rows[0]['size']}: largest difference from torch", gap, limit, ""))
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "what": "one LSTM layer, lmbook.rnn.ScratchLSTM (lstm_step unrolled in Python) against torch.nn.LSTM "
+        f"with the same weights, one thread, median of {repeats} calls; ratio = scratch time / torch time",
+        "rows": rows,
+        "targets": checks,
+    }
+
+
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv`, `--quick`). "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv|rnn`, `--quick`). "
         "Every number below was measured, not estimated; each section names its machine and date.",
         "",
     ]
@@ -1141,6 +1220,17 @@ def render_markdown(results: dict) -> str:
                 f"test accuracy {t['test_accuracy']:.3f} on {t['test_images']} images.",
                 "",
             ]
+    if "rnn" in sections:
+        s = sections["rnn"]
+        lines += ["## (k) Recurrent cells from scratch against torch; chapter 6's models", "", _sentence(s["what"])]
+        lines += ["", _section_meta(s), ""]
+        lines += ["| size | pass | torch ms | scratch ms | ratio |", "|---|---|---:|---:|---:|"]
+        for row in s["rows"]:
+            lines.append(
+                f"| {row['size']} | {row['pass']} | {row['torch_ms']:.2f} | {row['ours_ms']:.2f} "
+                f"| {row['ratio']:.2f}x |"
+            )
+        lines.append("")
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
@@ -1209,6 +1299,7 @@ def main(argv: list[str] | None = None) -> int:
         "pages": lambda: bench_pages(args.quick),
         "testloop": lambda: bench_testloop(args.rev, previous.get("sections", {}).get("testloop"), args.baseline),
         "conv": lambda: bench_conv(args.quick),
+        "rnn": lambda: bench_rnn(args.quick),
     }
     for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:
         print(f"[{name}]", flush=True)

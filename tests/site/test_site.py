@@ -47,6 +47,7 @@ WIDGET_PAGES = {
     "chapters/04-training-well/02-overfitting": (1, 2),
     "chapters/04-training-well/04-evaluation": (1, 1),
     "chapters/05-cnn/05-looking-inside": (1, 3),
+    "chapters/06-rnn/02-backprop-through-time": (1, 2),
     "chapters/07-attention/03-multi-head": (1, 2),
     "chapters/07-attention/06-looking-inside": (1, 2),
     "chapters/08-bert/06-looking-inside": (1, 2),

@@ -63,3 +63,7 @@ __all__ += ["AttentionViewer", "PositionalEncodingExplorer", "encoding_pictures"
 from lmbook.widgets.cnn import CNNViewer, cnn_view, tile  # noqa: E402  (chapter 5)
 
 __all__ += ["CNNViewer", "cnn_view", "tile"]
+
+from lmbook.widgets.rnn import GradientFlowViewer, gradient_flow  # noqa: E402  (chapter 6)
+
+__all__ += ["GradientFlowViewer", "gradient_flow"]
