@@ -97,6 +97,9 @@ def grade_one(notebook: pathlib.Path, tests: pathlib.Path, cell_timeout: int) ->
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.timeout = cell_timeout
+            # A kernel that has not answered within nbclient's 60 s is slow to start on a busy machine (a class
+            # graded two at a time beside other work), not broken: give it three minutes before giving up.
+            self.startup_timeout = max(self.startup_timeout, 180)
             self.extra_arguments = [*self.extra_arguments, _HIDE_IN_KERNEL]
             self.interrupt_on_timeout = True
             self.error_on_timeout = {
