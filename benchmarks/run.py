@@ -1035,12 +1035,93 @@ def bench_rnn(quick: bool) -> dict:
             checks.append(target(f"{case_rows[0]['size']}: largest difference from torch", gap, limit, ""))
     finally:
         torch.set_num_threads(threads)
+    classifier, language_model = _sentiment_lstm_training(), _char_lm_training()
+    best = classifier["last_real"]["test_accuracy"]
     return {
         "what": "one LSTM layer, lmbook.rnn.ScratchLSTM (lstm_step unrolled in Python) against torch.nn.LSTM "
-        f"with the same weights, one thread, median of {repeats} calls; ratio = scratch time / torch time",
+        f"with the same weights, one thread, median of {repeats} calls; ratio = scratch time / torch time; then "
+        "chapter 6's sentiment LSTM and character-level language model trained as its notebooks train them",
         "rows": rows,
-        "targets": checks,
+        "classifier": classifier,
+        "language_model": language_model,
+        "targets": checks
+        + [
+            target(
+                "sentiment LSTM, last real step: test accuracy (chapter 6: at least 0.7)",
+                best,
+                0.7,
+                "",
+                passed=best >= 0.7,
+            ),
+            target(
+                "character LSTM: validation loss below the unigram baseline by 1 nat (chapter 6)",
+                language_model["lstm"]["val_loss"],
+                language_model["unigram"] - 1.0,
+                "nats",
+            ),
+        ],  # fmt: skip
     }
+
+
+def _sentiment_lstm_training() -> dict:
+    """Chapter 6 section 4's classifier: an LSTM on MiniLM's frozen sub-word embeddings, trained by fit_classifier
+    on the book's 300 sentiment sentences with each readout (seed 0); seconds and test accuracy."""
+    import time
+
+    import numpy as np
+
+    from lmbook.bert import load_pretrained
+    from lmbook.regularisation import EarlyStopping
+    from lmbook.sentiment import load_sentiment
+    from lmbook.sequence import SequenceClassifier, pad_batch
+    from lmbook.training import fit_classifier, predict_labels
+
+    bert, tokenizer, _ = load_pretrained("minilm")
+    table = bert.embeddings.token.weight.detach().clone()
+    splits = [load_sentiment(name) for name in ("train", "val", "test")]
+    pieces = [[tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) for t in texts] for texts, _ in splits]
+    T = max(len(ids) for part in pieces for ids in part)
+    (X_train, X_val, X_test) = (pad_batch(part, total_length=T) for part in pieces)
+    (_, y_train), (_, y_val), (_, y_test) = splits
+    out = {}
+    for readout in ("last_real", "last_padded"):
+        model = SequenceClassifier.from_embeddings(table, 2, d_hidden=32, cell="lstm", readout=readout, seed=0)
+        start = time.perf_counter()
+        history = fit_classifier(model, X_train, y_train, X_val, y_val, epochs=15, lr=1e-2, batch_size=32,
+                                 max_grad_norm=1.0, seed=0, early_stopping=EarlyStopping(patience=5))  # fmt: skip
+        seconds = time.perf_counter() - start
+        out[readout] = {
+            "seconds": seconds,
+            "epochs": int(history.epochs_run),
+            "test_accuracy": float(np.mean(predict_labels(model, X_test) == y_test)),
+        }
+    out["test_sentences"] = len(y_test)
+    return out
+
+
+def _char_lm_training() -> dict:
+    """Chapter 6 section 5's comparison: a character LSTM and chapter 7's tiny GPT, each trained with
+    LMTrainConfig.cpu(window=64) on the book's corpus; seconds, characters per second, validation loss."""
+    from lmbook.cnn import count_parameters
+    from lmbook.gpt import GPT, GPTConfig
+    from lmbook.language_model import LMTrainConfig, train_lm
+    from lmbook.sequence import CharLSTM
+    from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens, unigram_loss
+
+    text = book_corpus()
+    tokenizer = CharTokenizer(text)
+    data = train_val_split_tokens(tokenizer.encode(text), val_fraction=0.1)
+    V = tokenizer.vocab_size
+    out = {"unigram": unigram_loss(*data, V), "characters": len(text)}
+    for name, model in (("lstm", CharLSTM(V, d_model=64, d_hidden=128, seed=0)), ("gpt", GPT(GPTConfig.cpu(V)))):
+        log = train_lm(model, data, LMTrainConfig.cpu(window=64, log_every=100))
+        out[name] = {
+            "parameters": count_parameters(model),
+            "seconds": log.seconds,
+            "tokens_per_second": log.tokens_per_second,
+            "val_loss": log.val_loss[-1],
+        }
+    return out
 
 
 def render_markdown(results: dict) -> str:
@@ -1231,6 +1312,31 @@ def render_markdown(results: dict) -> str:
                 f"| {row['ratio']:.2f}x |"
             )
         lines.append("")
+        c, lm = s.get("classifier"), s.get("language_model")
+        if c:
+            lines += [
+                f"Sentiment LSTM on MiniLM's frozen embeddings ({c['test_sentences']} test sentences, seed 0): "
+                + "; ".join(
+                    f"{r}: {c[r]['epochs']} epochs in {c[r]['seconds']:.1f} s, "
+                    f"test accuracy {c[r]['test_accuracy']:.2f}"
+                    for r in ("last_real", "last_padded")
+                )
+                + ".",
+                "",
+            ]
+        if lm:
+            lines += [
+                "| language model | parameters | seconds | characters/s | validation loss |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [f"| unigram baseline | | | | {lm['unigram']:.3f} |"]
+            for name in ("lstm", "gpt"):
+                r = lm[name]
+                lines.append(
+                    f"| {name} | {r['parameters']:,} | {r['seconds']:.1f} | {r['tokens_per_second']:,.0f} "
+                    f"| {r['val_loss']:.3f} |"
+                )
+            lines.append("")
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]

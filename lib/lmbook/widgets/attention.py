@@ -123,10 +123,7 @@ class AttentionViewer(InteractiveWidget):
         self.ax.set_xticks([])
         self.ax.set_yticks([])
         self.redraw()
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        row = widgets.HBox([self.controls["layer"], self.controls["head"]])
-        self.widget = widgets.VBox([self.controls["text"], row, self.figure_image.image, self.status])
+        self._connect([self.controls["text"], widgets.HBox([self.controls["layer"], self.controls["head"]])])
 
     def _compute(self, text: str) -> tuple[list[int], bool, dict[tuple[int, int], np.ndarray]]:
         """The ids of ``text`` cut to the context, whether they were cut, and their attention maps.
@@ -309,13 +306,7 @@ class PositionalEncodingExplorer(InteractiveWidget):
             ax.xaxis.set_label_coords(0.5, -0.1)
             ax.yaxis.set_label_coords(-0.14, 0.5)
         self.redraw()
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        self.widget = widgets.VBox(
-            [widgets.HBox([self.controls["T"], self.controls["C"], self.controls["kind"]],
-                          layout=widgets.Layout(flex_flow="row wrap")),
-             self.figure_image.image, self.status]
-        )  # fmt: skip
+        self._connect()
 
     @staticmethod
     def _check(T: int, C: int, kind: str) -> None:
@@ -355,21 +346,8 @@ class PositionalEncodingExplorer(InteractiveWidget):
         self.figure_image.refresh()
         return time.perf_counter() - start
 
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
-    def update(self, **values) -> float:
-        """Set any of ``T``, ``C``, ``kind``, redraw once; return the seconds it took."""
-        unknown = set(values) - set(self.controls)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
-        settings = {**self.values, **values}
+    def _check_settings(self, settings: dict) -> None:
         self._check(settings["T"], settings["C"], settings["kind"])
-        with self.holding():
-            for name, control in self.controls.items():
-                control.value = settings[name]
-        return self.redraw()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.values.items()) + ")"

@@ -131,6 +131,39 @@ class InteractiveWidget:
         settings = ", ".join(f"{name}={value!r}" for name, value in self.values.items())
         return f"{type(self).__name__}({settings})"
 
+    def _connect(self, rows: list | None = None) -> None:
+        """Redraw when a control moves (:meth:`_on_change`), and set ``self.widget``: ``rows`` (default: one
+        wrapping row of every control), then the picture, then ``self.status``."""
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+        if rows is None:
+            rows = [widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap"))]
+        self.widget = widgets.VBox([*rows, self.figure_image.image, self.status])
+
+    def _on_change(self, change) -> None:
+        """A control moved: redraw, unless :meth:`holding` is active (``update`` then redraws once)."""
+        if not self._holding:
+            self.redraw()
+
+    def _check_settings(self, settings: dict) -> None:
+        """Raise ValueError if the complete settings ``{name: value}`` are not valid; a widget with rules
+        beyond its controls' own ranges and options overrides this."""
+
+    def update(self, **values) -> float:
+        """Set any of the controls by name, redraw once; return the seconds the redraw took.
+
+        Raises:
+            ValueError: an unknown setting or an invalid value (:meth:`_check_settings`); nothing is changed then.
+        """
+        unknown = set(values) - set(self.controls)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
+        self._check_settings({**self.values, **values})
+        with self.holding():
+            for name, value in values.items():
+                self.controls[name].value = value
+        return self.redraw()
+
     def record_grid(self) -> dict:
         """The main controls and the values of each that the static book records: ``{name: [values]}``.
 

@@ -192,12 +192,7 @@ class CNNViewer(InteractiveWidget):
         self.figure_image = FigureImage(plotting.figure(8.0, 3.2, dpi=WIDGET_DPI, layout=None))
         self._build_figure()
         self.redraw()
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        self.widget = widgets.VBox(
-            [widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
-             self.figure_image.image, self.status]
-        )  # fmt: skip
+        self._connect()
 
     def _check_index(self, index: int) -> None:
         if not (isinstance(index, int | np.integer) and 0 <= index < len(self.images)):
@@ -286,28 +281,11 @@ class CNNViewer(InteractiveWidget):
             layers = [name for name in self.layers if name in {*layers, *extra}]
         return {"image": images, "layer": layers, "view": list(VIEWS)}
 
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
-    def update(self, **values) -> float:
-        """Set any of ``image``, ``layer``, ``view``, redraw once; return the seconds it took.
-
-        Raises:
-            ValueError: an unknown setting, an image index out of range, or an unknown layer or view; nothing is
-                changed then.
-        """
-        unknown = set(values) - set(self.controls)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
-        settings = {**self.values, **values}
+    def _check_settings(self, settings: dict) -> None:
+        """``update`` rejects an image index out of range, or an unknown layer or view, before anything moves."""
         self._check_index(settings["image"])
         check_choice(settings["layer"], self.layers, "convolution layer")
         check_choice(settings["view"], VIEWS, "view")
-        with self.holding():
-            for name, control in self.controls.items():
-                control.value = settings[name]
-        return self.redraw()
 
     def __repr__(self) -> str:
         v = self.values

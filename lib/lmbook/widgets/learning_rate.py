@@ -247,10 +247,6 @@ class LearningRateExplorer(InteractiveWidget):
             f"{reached} steps and ends at {r.final_loss:.4g}.{bounce}"
         )
 
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
     def update(self, lr: float | None = None, steps: int | None = None) -> float:
         """Set the learning rate and/or the number of steps, redraw once, and return the seconds it took.
 

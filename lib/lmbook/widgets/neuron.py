@@ -214,10 +214,6 @@ class NeuronExplorer(InteractiveWidget):
             f"peak) for <b>{flat:.0%}</b> of these inputs."
         )
 
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
     def update(self, w: float | None = None, b: float | None = None, activation: str | None = None) -> float:
         """Set any of the controls, redraw once, and return the seconds the redraw took."""
         if activation is not None:

@@ -130,10 +130,7 @@ class OverfittingExplorer(InteractiveWidget):
         )
         self.result: OverfittingResult | None = None
         self.redraw()
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        controls = widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
-        self.widget = widgets.VBox([controls, self.figure_image.image, self.status])
+        self._connect()
 
     @staticmethod
     def _check(**values) -> None:
@@ -238,10 +235,6 @@ class OverfittingExplorer(InteractiveWidget):
         if fit.degree + 1 >= fit.n_train and fit.l2 == 0:
             text += " As many coefficients as points: the curve passes through every training point."
         return text
-
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
 
     def update(self, **values) -> float:
         """Set any of the controls (``degree``, ``n_train``, ``l2``), redraw once, and return the seconds taken."""

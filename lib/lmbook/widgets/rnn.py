@@ -91,19 +91,14 @@ class GradientFlowViewer(InteractiveWidget):
             "T": widgets.IntSlider(value=T, min=2, max=200, step=1, description="sequence length T",
                                    continuous_update=False, style=SLIDER_STYLE, layout=widgets.Layout(width="360px")),
         }  # fmt: skip
-        self._check(self.values)
+        self._check_settings(self.values)
         self.status = widgets.HTML()
         self.figure_image = FigureImage(plotting.figure(*WIDGET_SIZE, dpi=WIDGET_DPI, layout=None))
         self._build_figure()
         self.redraw()
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        self.widget = widgets.VBox(
-            [widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap")),
-             self.figure_image.image, self.status]
-        )  # fmt: skip
+        self._connect()
 
-    def _check(self, values: dict) -> None:
+    def _check_settings(self, values: dict) -> None:
         for name, value in values.items():
             control = self.controls[name]
             if not control.min <= value <= control.max:
@@ -167,22 +162,3 @@ class GradientFlowViewer(InteractiveWidget):
         radius = sorted([*radii, current])
         lengths = sorted({*RECORDED_LENGTHS, v["T"]})
         return {"radius": radius, "T": lengths}
-
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
-    def update(self, **values) -> float:
-        """Set ``radius`` and/or ``T``, redraw once; return the seconds it took.
-
-        Raises:
-            ValueError: an unknown setting or a value outside its slider's range; nothing is changed then.
-        """
-        unknown = set(values) - set(self.controls)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; the settings are {sorted(self.controls)}")
-        self._check(values)
-        with self.holding():
-            for name, value in values.items():
-                self.controls[name].value = value
-        return self.redraw()
