@@ -756,8 +756,9 @@ def bench_testloop(rev: str, previous: dict | None, baseline: bool = False) -> d
             done = subprocess.run(["make", step], cwd=clone, env=env, capture_output=True, text=True)
             rows.append({"target": step, "seconds": time.perf_counter() - start, "exit_code": done.returncode})
             print(f"  make {step}: {rows[-1]['seconds']:.0f} s (exit {done.returncode})", flush=True)
-            if done.returncode:
-                print((done.stdout + done.stderr)[-3000:])
+            if done.returncode:  # both tails: pytest reports on stdout, while the pdf tool's progress fills stderr
+                print(f"--- stdout (end) ---\n{done.stdout[-3000:]}\n--- stderr (end) ---\n{done.stderr[-1500:]}")
+                rows[-1]["failure"] = (done.stdout[-2000:] + "\n" + done.stderr[-500:]).strip()
                 break
     total = sum(row["seconds"] for row in rows)
     passed = len(rows) == len(steps) and all(row["exit_code"] == 0 for row in rows)
