@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/run.py                  # everything
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
                                                         # grading, pages (the built book in Chromium), testloop,
-                                                        # conv, rnn
+                                                        # conv, rnn, scale, gpt_speed
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only; the other
                                                         # notebooks' rows are kept, each with its own date
@@ -51,6 +51,8 @@ SECTIONS = (
     "testloop",
     "conv",
     "rnn",
+    "scale",
+    "gpt_speed",
 )
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
@@ -1125,11 +1127,52 @@ def _char_lm_training() -> dict:
     return out
 
 
+def bench_scale() -> dict:
+    """Chapter 9: data parallelism on two processes against one (benchmarks/scale_ddp.py) and the memory activation
+    checkpointing saves (benchmarks/scale_memory.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale_ddp import bench_ddp
+    from scale_memory import bench_checkpointing
+
+    parts = {"ddp": bench_ddp(), "checkpointing": bench_checkpointing()}
+    return {
+        "what": "; ".join(part["what"] for part in parts.values()),
+        "parts": parts,
+        "rows": [dict(part=name, **row) for name, part in parts.items() for row in part["rows"]],
+        "targets": [t for part in parts.values() for t in part["targets"]],
+    }
+
+
+def bench_gpt_speed_section() -> dict:
+    """Chapter 9: the book's GPT training step against a reference of the same architecture
+    (benchmarks/gpt_speed.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpt_speed import bench_gpt_speed
+
+    return bench_gpt_speed()
+
+
+def _rows_table(rows: list[dict]) -> list[str]:
+    """Rows of dicts as a markdown table, one column per key (in the order the keys first appear)."""
+    if not rows:
+        return []
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = [row.get(k, "") for k in keys]
+        text = [_fmt(c) if isinstance(c, float) else str(c).replace("|", "/") for c in cells]
+        lines.append("| " + " | ".join(text) + " |")
+    return lines + [""]
+
+
 def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv|rnn`, `--quick`). "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv|rnn|scale|gpt_speed`, "
+        "`--quick`). "
         "Every number below was measured, not estimated; each section names its machine and date.",
         "",
     ]
@@ -1338,6 +1381,14 @@ def render_markdown(results: dict) -> str:
                     f"| {r['val_loss']:.3f} |"
                 )
             lines.append("")
+    titles = {
+        "scale": "## (l) Chapter 9: data parallelism and activation checkpointing",
+        "gpt_speed": "## (m) Chapter 9: the book's GPT training step against a reference implementation",
+    }
+    for name, title in titles.items():
+        if name in sections:
+            s = sections[name]
+            lines += [title, "", _sentence(s["what"]), "", _section_meta(s), ""] + _rows_table(s["rows"])
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
@@ -1407,6 +1458,8 @@ def main(argv: list[str] | None = None) -> int:
         "testloop": lambda: bench_testloop(args.rev, previous.get("sections", {}).get("testloop"), args.baseline),
         "conv": lambda: bench_conv(args.quick),
         "rnn": lambda: bench_rnn(args.quick),
+        "scale": bench_scale,
+        "gpt_speed": bench_gpt_speed_section,
     }
     for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:
         print(f"[{name}]", flush=True)
