@@ -7,7 +7,8 @@ model predicts, at every position ``t`` of a window, the token at ``t + 1``; one
 
 - :class:`LMTrainConfig`: the run's settings, frozen, with a CPU and a GPU preset;
 - :func:`train_lm`: AdamW on random windows (:func:`lmbook.text.get_batch`), the book's warm-up + cosine
-  schedule, clipping and mixed precision from :mod:`lmbook.loop`; returns a :class:`TrainLog`;
+  schedule, clipping and mixed precision from :mod:`lmbook.loop`, optionally gradient accumulation
+  (:mod:`lmbook.accumulation`); returns a :class:`TrainLog`;
 - :func:`evaluate_loss`: the mean next-token loss over consecutive windows of held-out tokens.
 """
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmbook.accumulation import accumulation_step
 from lmbook.device import autocast_dtype, training_device
 from lmbook.loop import (
     autocast,
@@ -30,7 +32,6 @@ from lmbook.loop import (
     make_optimizer,
     make_scaler,
     make_scheduler,
-    optimizer_step,
 )
 from lmbook.seeding import private_seed
 from lmbook.testing import check_shape
@@ -42,7 +43,8 @@ class LMTrainConfig:
     """Everything :func:`train_lm` needs to know besides the model and the data.
 
     Attributes:
-        steps: optimiser steps. batch_size: windows per step. lr: peak learning rate of AdamW.
+        steps: optimiser steps. batch_size: windows per micro-batch (per step when ``accum_steps`` is 1).
+        lr: peak learning rate of AdamW.
         window: tokens per training window ``T``; None takes the model's ``config.max_len`` (a GPT's).
         warmup_ratio: share of the steps spent warming up (:func:`lmbook.schedules.linear_warmup_decay`); then
             a cosine decay down to ``min_lr_factor * lr``.
@@ -53,6 +55,10 @@ class LMTrainConfig:
             GPU, none on the CPU), ``"bf16"``, ``"fp16"`` or ``"off"``.
         log_every: steps between measurements. eval_batches: batches of the validation estimate.
         seed: seeds the windows drawn and the dropout masks. threads: CPU threads for the run (None: unchanged).
+        accum_steps: gradient accumulation: each step draws ``batch_size * accum_steps`` windows and takes them
+            ``batch_size`` at a time (:func:`lmbook.accumulation.accumulation_step`), so that only one
+            micro-batch's activations are in memory; the step's gradient is that of the whole batch. 1 (the
+            default): one batch of ``batch_size`` windows per step.
     """
 
     steps: int = 600
@@ -69,9 +75,10 @@ class LMTrainConfig:
     eval_batches: int = 8
     seed: int = 0
     threads: int | None = None
+    accum_steps: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "eval_batches"):
+        for name in ("steps", "batch_size", "log_every", "eval_batches", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.window is not None and self.window < 1:
@@ -102,7 +109,7 @@ class TrainLog:
         train_loss: mean training loss over the steps since the previous measurement.
         val_loss: validation loss at those steps (empty without validation data).
         seconds: wall-clock time of the training steps (evaluation excluded).
-        tokens: tokens processed by the training steps (``steps * batch_size * window``).
+        tokens: tokens processed by the training steps (``steps * batch_size * accum_steps * window``).
         tokens_per_second: ``tokens / seconds``.
         lr: the learning rate of every step. grad_norm: the gradient norm of every step, before clipping.
     """
@@ -189,8 +196,12 @@ def train_lm(
     Each step draws ``batch_size`` windows of ``window`` tokens (:func:`lmbook.text.get_batch`), computes the
     mean next-token cross-entropy (:func:`next_token_loss`) and takes one AdamW step
     (:func:`lmbook.loop.optimizer_step`: gradient norm clipped to ``max_grad_norm``; the schedule a linear
-    warm-up, then a cosine decay to ``min_lr_factor * lr``). Every ``log_every`` steps, and after the last, it
-    records the mean training loss since the previous record and the validation loss (:func:`evaluate_loss`).
+    warm-up, then a cosine decay to ``min_lr_factor * lr``). With ``accum_steps = k > 1`` a step draws ``k``
+    times as many windows and back-propagates them ``batch_size`` at a time, each loss scaled by ``1 / k``
+    (:func:`lmbook.accumulation.accumulation_step`): the same step as one batch of ``k * batch_size`` windows,
+    up to rounding (and to dropout, whose masks are drawn per micro-batch). Every ``log_every`` steps, and after
+    the last, it records the mean training loss since the previous record and the validation loss
+    (:func:`evaluate_loss`).
 
     Args:
         model: maps ``(B, T)`` token ids to ``(B, T, V)`` logits (a :class:`lmbook.gpt.GPT`, an LSTM language
@@ -217,15 +228,20 @@ def train_lm(
     generator = torch.Generator().manual_seed(config.seed)  # the windows, drawn on the CPU whatever the device
     log = TrainLog()
     running, since = 0.0, 0
+
+    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp_dtype):
+            return next_token_loss(model, x, y)
+
     model.train()
     with cpu_threads(config.threads), private_seed(config.seed, devices=[device]):  # dropout masks
         for step in range(config.steps):
             start = time.perf_counter()
-            x, y = get_batch(train, config.batch_size, window, generator, device)  # (B, T) each
+            x, y = get_batch(train, config.batch_size * config.accum_steps, window, generator, device)  # (k B, T)
             log.lr.append(current_lr(optimizer))
-            with autocast(device, amp_dtype):
-                loss = next_token_loss(model, x, y)
-            norm = optimizer_step(loss, model, optimizer, scheduler, scaler, config.max_grad_norm)
+            loss, norm = accumulation_step(
+                model, optimizer, loss_fn, (x, y), config.accum_steps, scheduler, scaler, config.max_grad_norm
+            )
             running += loss.item()  # .item() waits for the GPU, so the timing below is honest
             since += 1
             log.seconds += time.perf_counter() - start
@@ -242,6 +258,6 @@ def train_lm(
                         )
                 if verbose:
                     print(log.progress_line())
-    log.tokens = config.steps * config.batch_size * window
+    log.tokens = config.steps * config.batch_size * config.accum_steps * window
     log.tokens_per_second = log.tokens / max(log.seconds, 1e-9)
     return log

@@ -10,7 +10,8 @@ as a few small functions rather than a framework:
 - :func:`make_optimizer`: SGD, Adam or AdamW on those groups;
 - :func:`make_scheduler`: the one warm-up schedule, :func:`lmbook.schedules.linear_warmup_decay`;
 - :func:`make_scaler` and :func:`autocast`: mixed precision (dtype from :func:`lmbook.device.autocast_dtype`);
-- :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss;
+- :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss (:func:`backward` then
+  :func:`apply_gradients`, which gradient accumulation calls apart);
 - :func:`cpu_threads`: a number of CPU threads for the length of a run;
 - :func:`evaluation_mode`: a model in evaluation mode for one block, then back in the mode it had.
 
@@ -165,6 +166,41 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Back-propagate ``loss``, adding to the parameters' ``.grad``; with a float16 ``scaler``, the scaled loss.
+
+    Gradients *add up* over calls until they are cleared: :func:`optimizer_step` clears them first, and
+    :func:`lmbook.accumulation.accumulate_gradients` relies on the sum over micro-batches.
+    """
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def apply_gradients(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    scaler: torch.amp.GradScaler | None = None,
+    max_grad_norm: float | None = None,
+) -> float | None:
+    """The update from the gradients already in ``.grad``: unscale, clip, step, advance the schedule.
+
+    Args and the return value as :func:`optimizer_step`, which is :func:`backward` followed by this.
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = None
+    if max_grad_norm is not None:
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return norm
+
+
 def optimizer_step(
     loss: torch.Tensor,
     model: nn.Module,
@@ -186,24 +222,13 @@ def optimizer_step(
 
     Returns:
         The total gradient norm *before* clipping, or None when ``max_grad_norm`` is None.
+
+    It is :func:`backward` then :func:`apply_gradients`; a step over several micro-batches
+    (:func:`lmbook.accumulation.accumulation_step`) calls the two itself.
     """
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    else:
-        loss.backward()
-    norm = None
-    if max_grad_norm is not None:
-        norm = float(nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return norm
+    backward(loss, scaler)
+    return apply_gradients(model, optimizer, scheduler, scaler, max_grad_norm)
 
 
 @contextlib.contextmanager
