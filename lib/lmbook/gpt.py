@@ -34,7 +34,14 @@ from lmbook.positional import LearnedPositionalEmbedding
 from lmbook.sampling import check_sampling, sample_next
 from lmbook.seeding import private_seed
 from lmbook.testing import check_choice, check_shape
-from lmbook.transformer import GELU_VARIANTS, LayerNorm, TransformerBlock, TransformerConfig, check_sizes
+from lmbook.transformer import (
+    GELU_VARIANTS,
+    FusedLayerNorm,
+    LayerNorm,
+    TransformerBlock,
+    TransformerConfig,
+    check_sizes,
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,9 @@ class GPTConfig:
         d_model: width ``C``. n_layers: blocks ``L``. n_heads: heads ``H`` (must divide ``d_model``).
         dropout: dropout probability while training. d_ff: feed-forward width, ``4 * d_model`` when None.
         tied_embeddings: the LM head reuses the token embedding matrix. bias: biases in the linear layers.
-        fused_attention: use torch's fused attention kernel (same result, faster; no attention weights to
-            record, so :func:`lmbook.attention.attention_maps` switches to the from-scratch path itself).
+        fused_attention: the fast path: torch's fused kernels for attention and layer norm, and one product
+            for Q, K and V (same result up to rounding, faster; no attention weights to record, so
+            :func:`lmbook.attention.attention_maps` switches to the from-scratch path itself).
         gelu: the feed-forward's GELU: ``"exact"``, or ``"tanh"``, the approximation GPT-2 was trained with
             (:mod:`lmbook.gpt2` loads GPT-2's weights).
     """
@@ -120,7 +128,7 @@ class GPT(nn.Module):
                              bias=c.bias, fused=c.fused_attention, gelu=c.gelu)
             for _ in range(c.n_layers)
         )  # fmt: skip
-        self.ln_f = LayerNorm(c.d_model)
+        self.ln_f = (FusedLayerNorm if c.fused_attention else LayerNorm)(c.d_model)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tied_embeddings:
             self.lm_head.weight = self.token_embedding.weight  # one (V, C) matrix, used twice
