@@ -13,7 +13,8 @@ entropy of the text itself), written ``E``: ``L(N) = E + A N^-alpha``.
   2022 and the model size and token count it recommends for a compute budget, beside their 20 tokens per
   parameter rule of thumb.
 - :func:`family_configs` and :func:`train_family`: a family of :class:`lmbook.gpt.GPT` s of growing width, each
-  trained on the same tokens with :func:`lmbook.gpt.train_gpt`, measured as :class:`ScalingRun` rows.
+  trained on the same tokens with :func:`lmbook.gpt.train_gpt`, measured as :class:`ScalingRun` rows, and
+  :func:`compute_frontier`, the lowest loss reached for each amount of compute along their learning curves.
 
 Sources: Kaplan et al. 2020, *Scaling Laws for Neural Language Models*, arXiv:2001.08361 (loss against
 non-embedding parameters and against compute, ``alpha_N`` about 0.076 and ``alpha_C`` about 0.050); Hoffmann et
@@ -374,6 +375,8 @@ class ScalingRun:
         n_tokens: training tokens ``D``. flops: ``6 N D`` with the non-embedding ``N``.
         train_loss: mean training loss over the last measurement interval. val_loss: validation loss at the end.
         seconds: wall-clock seconds of the run, its validation measurements included.
+        curve_tokens, curve_val_loss: the learning curve: tokens seen and validation loss at every measurement
+            of the run (the last is ``n_tokens`` and ``val_loss``), for :func:`compute_frontier`.
     """
 
     d_model: int
@@ -386,6 +389,8 @@ class ScalingRun:
     train_loss: float
     val_loss: float
     seconds: float
+    curve_tokens: tuple[int, ...] = ()
+    curve_val_loss: tuple[float, ...] = ()
 
 
 def family_configs(
@@ -448,6 +453,8 @@ def train_family(
                 train_loss=log.train_loss[-1],
                 val_loss=log.val_loss[-1],
                 seconds=time.perf_counter() - start,
+                curve_tokens=tuple(step * log.tokens // train_config.steps for step in log.steps),
+                curve_val_loss=tuple(log.val_loss),
             )
             runs.append(run)
             if verbose:
@@ -469,3 +476,35 @@ def format_runs(runs: Sequence[ScalingRun], header: bool = True) -> str:
             f"{r.flops:>9.2e} {r.train_loss:>6.3f} {r.val_loss:>6.3f} {r.seconds:>7.1f}"
         )
     return "\n".join(lines)
+
+
+def compute_frontier(runs: Sequence[ScalingRun]) -> tuple[np.ndarray, np.ndarray]:
+    """The best validation loss reached for each amount of compute, over every point of every learning curve.
+
+    Every measurement of every run is a point ``(6 N D_t, L_t)`` with ``D_t`` the tokens seen so far. The
+    **compute frontier** keeps the points that no cheaper point beats: sorted by compute, each kept point has a
+    lower loss than all the points before it. Kaplan et al. 2020 fit ``L(C)`` to such a frontier. Caveat: a point
+    in the middle of a run was measured before its learning-rate schedule finished, so it understates what a
+    model trained for exactly that many tokens reaches (the point Hoffmann et al. 2022 make against it).
+
+    Returns:
+        ``(flops, val_loss)``, two 1-d arrays sorted by compute.
+    """
+    points = []
+    for run in runs:
+        if len(run.curve_tokens) != len(run.curve_val_loss):
+            raise ValueError(f"run of d_model={run.d_model}: curve_tokens and curve_val_loss differ in length")
+        points += [
+            (training_flops(run.non_embedding, d), loss)
+            for d, loss in zip(run.curve_tokens, run.curve_val_loss, strict=True)
+        ]
+    if not points:
+        raise ValueError("the runs have no learning curves: train them with train_family")
+    points.sort()
+    flops, losses, best = [], [], math.inf
+    for c, loss in points:
+        if loss < best:
+            flops.append(c)
+            losses.append(loss)
+            best = loss
+    return np.array(flops), np.array(losses)

@@ -14,7 +14,9 @@ from lmbook.scaling import (
     KAPLAN_ALPHA_N,
     TOKENS_PER_PARAMETER,
     ChinchillaLaw,
+    ScalingRun,
     chinchilla_loss,
+    compute_frontier,
     compute_optimal,
     family_configs,
     fit_power_law,
@@ -236,7 +238,27 @@ def test_train_family_rows_count_and_budget():
         assert run.flops == 6 * run.non_embedding * run.n_tokens
         assert run.val_loss > 0 and run.train_loss > 0 and run.seconds > 0
     assert runs[0].val_loss != runs[1].val_loss  # the seed changes the run
+    assert runs[0].curve_tokens == (3 * 4 * 16,) and runs[0].curve_val_loss == (runs[0].val_loss,)
     table = format_runs(runs)
     assert len(table.splitlines()) == 5 and "non-emb." in table
     with pytest.raises(ValueError, match=r"data must be \(train, val\)"):
         train_family(configs, ids, LMTrainConfig.cpu(steps=1))
+
+
+def _run(non_embedding, tokens, losses):
+    return ScalingRun(8, 2, 0, 2 * non_embedding, non_embedding, tokens[-1], 6.0 * non_embedding * tokens[-1],
+                      losses[-1], losses[-1], 1.0, tuple(tokens), tuple(losses))  # fmt: skip
+
+
+def test_compute_frontier_keeps_the_lowest_loss_for_each_compute():
+    small = _run(100, [10, 20, 30], [3.0, 2.5, 2.4])  # flops 6e3, 1.2e4, 1.8e4
+    large = _run(1000, [10, 20, 30], [2.8, 2.2, 2.0])  # flops 6e4, 1.2e5, 1.8e5
+    flops, loss = compute_frontier([large, small])
+    np.testing.assert_allclose(flops, [6e3, 1.2e4, 1.8e4, 1.2e5, 1.8e5])  # the large model's 2.8 at 6e4 is beaten
+    np.testing.assert_allclose(loss, [3.0, 2.5, 2.4, 2.2, 2.0])
+    assert np.all(np.diff(loss) < 0)
+    with pytest.raises(ValueError, match="no learning curves"):
+        compute_frontier([ScalingRun(8, 2, 0, 200, 100, 30, 1.0, 2.0, 2.0, 1.0)])
+    bad = ScalingRun(8, 2, 0, 200, 100, 30, 1.0, 2.0, 2.0, 1.0, (10, 20), (3.0,))
+    with pytest.raises(ValueError, match="differ in length"):
+        compute_frontier([bad])
