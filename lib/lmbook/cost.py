@@ -194,13 +194,15 @@ class PublishedRun:
     """A published training run: the model's shape, how many tokens it saw, and what the paper states.
 
     Attributes:
-        config: the model's shape (for :func:`lmbook.transformer.count_parameters`). kind: ``"gpt"`` or ``"bert"``.
+        config: the model's shape (for :func:`lmbook.transformer.count_parameters`), or None where the book's
+            configurations cannot express the architecture (then ``N`` is the published size). kind: ``"gpt"``
+            or ``"bert"``.
         n_tokens: training tokens ``D`` as derived from the paper (see ``tokens_note``). published_params: the
             size the paper states. published_flops: the paper's own training compute in FLOPs, or None when it
             states none. source: the paper. tokens_note: how ``n_tokens`` follows from the paper's numbers.
     """
 
-    config: TransformerConfig
+    config: TransformerConfig | None
     kind: str
     n_tokens: float
     published_params: float
@@ -209,13 +211,15 @@ class PublishedRun:
     tokens_note: str
 
     @property
-    def n_params(self) -> int:
-        """``N`` counted from the configuration."""
+    def n_params(self) -> float:
+        """``N`` counted from the configuration (the published size when there is no configuration)."""
+        if self.config is None:
+            return self.published_params
         return count_parameters(self.config, self.kind)["total"]
 
     @property
     def flops(self) -> float:
-        """``6 N D`` with ``N`` counted from the configuration."""
+        """``6 N D`` with :attr:`n_params`."""
         return training_flops(self.n_params, self.n_tokens)
 
 
@@ -246,4 +250,46 @@ PUBLISHED_RUNS: dict[str, PublishedRun] = {
         )
         for name in ("BERT-base", "BERT-large")
     },
+    "Chinchilla 70B": PublishedRun(
+        None,
+        "gpt",
+        n_tokens=1.4e12,
+        published_params=70e9,
+        published_flops=None,
+        source="Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556",
+        tokens_note="1.4 trillion training tokens, as the paper states; its relative position encodings are not "
+        "the book's GPT, so N is the published 70 billion",
+    ),
 }
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """An accelerator's datasheet numbers: dense peak FLOP/s by precision and memory in bytes.
+
+    Attributes:
+        name: the product. peak_flops: ``{"fp32": ..., "bf16": ...}``, the dense peaks (without the "with
+            sparsity" doubling some datasheets quote): fp32 on the ordinary cores, bf16 on the tensor cores.
+        memory: bytes of accelerator memory. source: where the numbers are from.
+    """
+
+    name: str
+    peak_flops: dict
+    memory: float
+    source: str
+
+    def peak(self, precision: str) -> float:
+        """The dense peak FLOP/s for a training precision: fp32 for ``"fp32"``, the 16-bit peak otherwise."""
+        check_choice(precision, PRECISIONS, "precision")
+        return self.peak_flops["fp32" if precision == "fp32" else "bf16"]
+
+
+ACCELERATORS: dict[str, Accelerator] = {
+    "A100": Accelerator(
+        "NVIDIA A100 SXM 80GB", {"fp32": 19.5e12, "bf16": 312e12}, 80e9, "NVIDIA A100 Tensor Core GPU datasheet"
+    ),
+    "H100": Accelerator(
+        "NVIDIA H100 SXM 80GB", {"fp32": 67e12, "bf16": 989.5e12}, 80e9, "NVIDIA H100 Tensor Core GPU datasheet"
+    ),
+}
+"""Two accelerators with their datasheet peaks (dense; the H100 sheet's 1,979 TFLOP/s bf16 is with sparsity)."""

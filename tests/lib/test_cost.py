@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lmbook.cost import (
+    ACCELERATORS,
     BYTES_PER_NUMBER,
     PUBLISHED_RUNS,
     backward_flops,
@@ -145,3 +146,18 @@ def test_published_runs_are_reproduced():
         assert math.isclose(run.n_params, run.published_params, rel_tol=0.02)
         assert run.n_tokens == 1_000_000 * 256 * 512
         assert run.flops == 6 * run.n_params * run.n_tokens
+
+
+def test_chinchilla_uses_its_published_size_and_tokens():
+    run = PUBLISHED_RUNS["Chinchilla 70B"]
+    assert run.config is None and run.n_params == 70e9 and run.n_tokens == 1.4e12
+    assert run.flops == pytest.approx(5.88e23)
+
+
+def test_accelerator_peaks_by_precision():
+    a100 = ACCELERATORS["A100"]
+    assert a100.peak("fp32") == 19.5e12
+    assert a100.peak("mixed") == a100.peak("bf16") == 312e12
+    assert ACCELERATORS["H100"].peak("bf16") == 1979e12 / 2  # the datasheet's 1,979 is with sparsity
+    with pytest.raises(ValueError, match="unknown precision 'tf32'"):
+        a100.peak("tf32")
