@@ -318,6 +318,17 @@ REQUIRED_MISTAKES = {
         ("q5", "clipping per element instead of by the global norm"),
         ("q6", "the last padded step taken instead of the last real one"),
     ],
+    "scale": [  # issue 14
+        ("q1", "2ND instead of 6ND (the forward pass only)"),
+        ("q2", "the per-device batch used as the global batch"),
+        ("q3", "Adam's two states forgotten"),
+        ("q3", "m and v counted in bf16 under mixed precision"),
+        ("q4", "accumulation without dividing the loss"),
+        ("q4", "the loss divided twice"),
+        ("q5", "P instead of (P - 1) / P (2n)"),
+        ("q6", "(p - 1) / m for the bubble"),
+        ("q7", "ZeRO-1 sharding the gradients"),
+    ],
 }
 
 
