@@ -135,13 +135,12 @@ def check_ring_all_reduce(sizes=(1, 2, 5, 1000, 1001), dtype: str = "float64", s
 def plot_ring_schedule(world_size: int = 3, ax=None):
     """Draw :func:`ring_schedule` as a grid: one row per rank, one column per step, each cell naming the chunk
     that rank sends right (reduce-scatter in one colour, all-gather in another). Returns the axes."""
+    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-
-    from lmbook.plotting import figure
 
     steps = ring_schedule(world_size)
     if ax is None:
-        ax = figure(1.1 * len(steps) + 2.2, 0.6 * world_size + 1.4).add_subplot()
+        _, ax = plt.subplots(figsize=(1.1 * len(steps) + 2.2, 0.6 * world_size + 1.4), layout="constrained")
     colours = {PHASES[0]: "#9ecae1", PHASES[1]: "#fdae6b"}
     for j, step in enumerate(steps):
         for r in range(world_size):
@@ -155,8 +154,8 @@ def plot_ring_schedule(world_size: int = 3, ax=None):
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.legend(handles=[Patch(color=c, label=p) for p, c in colours.items()], loc="upper center",
-              bbox_to_anchor=(0.5, 1.35), ncol=2, frameon=False)  # fmt: skip
+    ax.legend(handles=[Patch(color=c, label=p) for p, c in colours.items()], loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # fmt: skip
     return ax
 
 

@@ -97,12 +97,16 @@ def local_bytes(tensors) -> int:
     return total
 
 
-def training_memory(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes this process holds for training: ``parameters``, ``gradients`` and ``optimizer`` (Adam's m and v)."""
+def local_training_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes of training state this process holds: ``weights``, ``gradients`` and ``optimizer`` (Adam's m and v).
+
+    The keys of :func:`lmbook.memory.training_state_bytes`, which measures an unsharded model; here a sharded
+    parameter, gradient or state counts only the shard that lives in this process.
+    """
     params = list(model.parameters())
     states = [s[key] for s in optimizer.state.values() for key in ("exp_avg", "exp_avg_sq") if key in s]
     return {
-        "parameters": local_bytes(params),
+        "weights": local_bytes(params),
         "gradients": local_bytes(p.grad for p in params),
         "optimizer": local_bytes(states),
     }
@@ -127,7 +131,7 @@ def train_data_parallel(strategy: str = "ddp", config: DataParallelConfig | None
     Returns:
         a dict: ``strategy``, ``world_size``, ``rank``, ``losses`` (the loss of each global batch, averaged over
         the processes), ``step_seconds`` (wall time of each step on this process), ``memory`` (this process's
-        :func:`training_memory` after the last step) and ``weights`` (the final parameters, whole, on the CPU).
+        :func:`local_training_bytes` after the last step) and ``weights`` (the final parameters, whole, on the CPU).
     """
     from lmbook.launch import worker_device
 
@@ -183,7 +187,7 @@ def train_data_parallel(strategy: str = "ddp", config: DataParallelConfig | None
         "rank": rank,
         "losses": losses,
         "step_seconds": step_seconds,
-        "memory": training_memory(model, optimizer),
+        "memory": local_training_bytes(model, optimizer),
         "weights": _full_weights(model),
     }
 

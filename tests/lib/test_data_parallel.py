@@ -41,7 +41,7 @@ def test_fsdp_equals_ddp_and_holds_half_the_training_memory(two_processes):
     ddp, fsdp = two_processes[0]["ddp"], [result["fsdp"] for result in two_processes]
     assert max_weight_difference(fsdp[0]["weights"], ddp["weights"]) < TOLERANCE
     assert max_weight_difference(fsdp[1]["weights"], ddp["weights"]) == 0.0  # both gathered the same shards
-    for part in ("parameters", "gradients", "optimizer"):
+    for part in ("weights", "gradients", "optimizer"):
         shards = [r["memory"][part] for r in fsdp]
         assert sum(shards) == ddp["memory"][part], part  # the shards together are exactly one full copy
         assert max(shards) <= 0.55 * ddp["memory"][part], part
@@ -49,7 +49,7 @@ def test_fsdp_equals_ddp_and_holds_half_the_training_memory(two_processes):
 
 def test_unsharded_memory_is_parameters_gradients_and_adams_two_states(single):
     n_params = sum(w.numel() for w in single["weights"].values())
-    assert single["memory"] == {"parameters": 8 * n_params, "gradients": 8 * n_params, "optimizer": 16 * n_params}
+    assert single["memory"] == {"weights": 8 * n_params, "gradients": 8 * n_params, "optimizer": 16 * n_params}
 
 
 def test_a_different_global_batch_is_not_within_the_tolerance(single):
