@@ -13,19 +13,20 @@ def test_adam_memory(adam_memory):
 
     def number(value):
         return float(value) if isinstance(value, int) and (not isinstance(value, bool)) else value
+    keys = ['weights', 'gradients', 'optimizer', 'master_weights', 'total']
 
     def check(case, n_params, precision, want, hints):
         result = call_answer(adam_memory, n_params, precision, name='adam_memory', seconds=2, case=case)
         name = f'adam_memory({n_params}, {precision!r})'
-        parts = assert_mapping(result, ['weights', 'gradients', 'optimizer', 'total'], name, case)
-        for key in ('optimizer', 'weights', 'gradients'):
+        parts = assert_mapping(result, keys, name, case)
+        for key in ('optimizer', 'master_weights', 'weights', 'gradients'):
             mistakes = {why: wrong * n_params for wrong, why in hints.get(key, {}).items()}
             assert_close(number(parts[key]), want[key] * n_params, name=f'{name}[{key!r}]', case=case, dtype=None, mistakes=mistakes)
         total = sum(want.values()) * n_params
         if abs(number(parts['total']) - total) > 1e-06 * total:
-            message = f"In the case {case}:\n{name}['total'] is {parts['total']!r}, but the three parts are right and add up to {total:g} bytes ({sum(want.values())} bytes per parameter): total is their sum."
+            message = f"In the case {case}:\n{name}['total'] is {parts['total']!r}, but the four parts are right and add up to {total:g} bytes ({sum(want.values())} bytes per parameter): total is their sum."
             raise CheckFailed(message)
     states = {0: "Adam's two states m and v are missing: Adam keeps two numbers per parameter, m and v, each in fp32 (4 bytes): 8 bytes per parameter.", 4: "Only one of Adam's two states is counted: Adam keeps m and v, each in fp32 (4 bytes), 8 bytes per parameter."}
-    check("n_params=110,336 (the chapter's CPU GPT), precision='fp32'", 110336, 'fp32', {'weights': 4, 'gradients': 4, 'optimizer': 8}, {'optimizer': states})
-    check("n_params=10,782,720 (the chapter's GPU GPT), precision='mixed'", 10782720, 'mixed', {'weights': 6, 'gradients': 2, 'optimizer': 8}, {'optimizer': {0: states[0], 4: 'The optimizer holds 4 bytes per parameter: m and v are counted in bf16 (2 bytes each), or one of them is missing. In mixed precision Adam still keeps both m and v in fp32, 4 bytes each: 8 bytes per parameter.', 12: "The optimizer holds 12 bytes per parameter: the fp32 master weights are counted with Adam's states (the ZeRO paper counts them that way). This question counts every copy of the weights under 'weights': the optimizer is m and v, 8 bytes per parameter."}, 'weights': {2: 'Only the bf16 copy of the weights is counted; the fp32 master copy is missing. The optimizer updates the fp32 master weights (4 bytes) and the forward and backward passes read a bf16 copy (2 bytes): 6 bytes per parameter.', 4: 'Only the fp32 master weights are counted; the bf16 copy that the forward and backward passes read is a second copy (2 bytes): 4 + 2 = 6 bytes per parameter.', 8: 'The weights are counted as two fp32 copies; the copy used in the forward and backward passes is bf16 (2 bytes): 4 + 2 = 6 bytes per parameter.'}, 'gradients': {4: 'The gradients are counted in fp32; in mixed precision the backward pass produces them in bf16 (2 bytes per parameter).'}})
+    check("n_params=110,336 (the chapter's CPU GPT), precision='fp32'", 110336, 'fp32', {'weights': 4, 'gradients': 4, 'optimizer': 8, 'master_weights': 0}, {'optimizer': states, 'master_weights': {4: 'In fp32 the weights are already fp32: the optimizer updates them directly and there is no separate master copy, so master_weights is 0.'}})
+    check("n_params=10,782,720 (the chapter's GPU GPT), precision='mixed'", 10782720, 'mixed', {'weights': 2, 'gradients': 2, 'optimizer': 8, 'master_weights': 4}, {'optimizer': {0: states[0], 4: 'The optimizer holds 4 bytes per parameter: m and v are counted in bf16 (2 bytes each), or one of them is missing. In mixed precision Adam still keeps both m and v in fp32, 4 bytes each: 8 bytes per parameter.', 12: "The optimizer holds 12 bytes per parameter: the fp32 master weights are counted with Adam's states (the ZeRO paper counts them that way). This question counts them on their own, under 'master_weights': the optimizer is m and v, 8 bytes per parameter."}, 'master_weights': {0: 'The fp32 master copy is missing: in mixed precision the optimizer updates an fp32 copy of the weights (4 bytes per parameter) and copies it back into the bf16 weights.', 2: 'The master weights are counted in bf16; the master copy is fp32, 4 bytes per parameter.'}, 'weights': {4: 'The weights are counted in fp32; the weights that the forward and backward passes use are bf16 (2 bytes per parameter). The fp32 copy is the master_weights.', 6: 'The master copy is counted in the weights too; weights holds only the bf16 copy (2 bytes per parameter), and master_weights the fp32 one.'}, 'gradients': {4: 'The gradients are counted in fp32; in mixed precision the backward pass produces them in bf16 (2 bytes per parameter).'}})
 
