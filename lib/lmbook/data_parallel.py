@@ -129,9 +129,10 @@ def train_data_parallel(strategy: str = "ddp", config: DataParallelConfig | None
         config: the run (:class:`DataParallelConfig`; its defaults when None).
 
     Returns:
-        a dict: ``strategy``, ``world_size``, ``rank``, ``losses`` (the loss of each global batch, averaged over
-        the processes), ``step_seconds`` (wall time of each step on this process), ``memory`` (this process's
-        :func:`local_training_bytes` after the last step) and ``weights`` (the final parameters, whole, on the CPU).
+        a dict: ``strategy``, ``world_size``, ``rank``, ``backend`` (None alone), ``losses`` (the loss of each
+        global batch, averaged over the processes), ``step_seconds`` (wall time of each step on this process),
+        ``memory`` (this process's :func:`local_training_bytes` after the last step) and ``weights`` (the final
+        parameters, whole, on the CPU).
     """
     from lmbook.launch import worker_device
 
@@ -185,6 +186,7 @@ def train_data_parallel(strategy: str = "ddp", config: DataParallelConfig | None
         "strategy": strategy,
         "world_size": world_size,
         "rank": rank,
+        "backend": dist.get_backend() if distributed else None,
         "losses": losses,
         "step_seconds": step_seconds,
         "memory": local_training_bytes(model, optimizer),

@@ -30,6 +30,7 @@ def two_processes():
 def test_ddp_on_two_processes_equals_one_process_on_the_combined_batch(single, two_processes):
     ddp = [result["ddp"] for result in two_processes]
     assert [r["rank"] for r in ddp] == [0, 1] and all(r["world_size"] == 2 for r in ddp)
+    assert ddp[0]["backend"] == ("nccl" if torch.cuda.device_count() >= 2 else "gloo") and single["backend"] is None
     assert max_weight_difference(ddp[0]["weights"], single["weights"]) < TOLERANCE
     assert ddp[0]["losses"] == pytest.approx(single["losses"], abs=TOLERANCE)
     # every process applies the same averaged gradient: the copies stay identical to the last bit
