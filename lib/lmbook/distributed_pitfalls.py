@@ -149,13 +149,13 @@ ACCUMULATION_VARIANTS = ("right", "divided_by_k_again", "divided_by_world_size_a
 
 
 def accumulated_gradients(accum_steps: int = 4, batch_size: int = 8, d_in: int = 8, seed: int = 0) -> dict:
-    """Worker: one step's gradient under ``DistributedDataParallel`` with gradient accumulation, three ways.
+    """Worker: one step's gradient under ``DistributedDataParallel`` with gradient accumulation, and two mistakes.
 
     The global batch, ``batch_size * world_size * accum_steps`` examples of a seeded regression problem, is the
     same in every process; process ``r`` reads its own ``accum_steps`` micro-batches of ``batch_size``. The
-    reference is the gradient of the mean loss over the whole global batch in one process, without DDP. Each
-    variant divides every micro-batch's mean loss by ``k = accum_steps`` (``no_sync`` on all but the last
-    micro-batch, so DDP averages over processes once), then:
+    reference is the gradient of the mean loss over the whole global batch in one process, without DDP. The
+    DDP step divides every micro-batch's mean loss by ``k = accum_steps`` (``no_sync`` on all but the last
+    micro-batch, so DDP averages over processes once); its gradient is then reported three ways:
 
     - ``"right"``: nothing more; the result equals the reference;
     - ``"divided_by_k_again"``: divides the accumulated gradient by ``k`` again, as if the division by ``k`` in
@@ -178,23 +178,25 @@ def accumulated_gradients(accum_steps: int = 4, batch_size: int = 8, d_in: int =
     reference = torch.cat([p.grad.flatten() for p in reference_model.parameters()])
 
     mine = torch.arange(global_batch).view(world_size, accum_steps, batch_size)[rank]  # (k, B): my micro-batches
-    results = {}
-    for variant in ACCUMULATION_VARIANTS:
-        model = DistributedDataParallel(torch_mlp((d_in, 16, 1), activation="tanh", seed=seed))
-        for step, rows in enumerate(mine):
-            loss = F.mse_loss(model(x[rows]), y[rows]) / accum_steps  # the one division the loss needs
-            if step < accum_steps - 1:
-                with model.no_sync():  # accumulate locally; all-reduce only with the last micro-batch
-                    loss.backward()
-            else:
-                loss.backward()  # DDP averages the accumulated gradients over the processes here
-        gradient = torch.cat([p.grad.flatten() for p in model.parameters()])
-        if variant == "divided_by_k_again":
-            gradient = gradient / accum_steps  # WRONG: the loss was already divided by k
-        elif variant == "divided_by_world_size_again":
-            gradient = gradient / world_size  # WRONG: DDP already averaged over the processes
-        results[variant] = {
-            "ratio": float(reference.norm() / gradient.norm()),
-            "max_error": float((gradient - reference).abs().max()),
+    model = DistributedDataParallel(torch_mlp((d_in, 16, 1), activation="tanh", seed=seed))
+    for step, rows in enumerate(mine):
+        loss = F.mse_loss(model(x[rows]), y[rows]) / accum_steps  # the one division the loss needs
+        if step < accum_steps - 1:
+            with model.no_sync():  # accumulate locally; all-reduce only with the last micro-batch
+                loss.backward()
+        else:
+            loss.backward()  # DDP averages the accumulated gradients over the processes here
+    gradient = torch.cat([p.grad.flatten() for p in model.parameters()])
+    variants = {
+        "right": gradient,
+        "divided_by_k_again": gradient / accum_steps,  # WRONG: the loss was already divided by k
+        "divided_by_world_size_again": gradient / world_size,  # WRONG: DDP already averaged over the processes
+    }
+    results = {
+        variant: {
+            "ratio": float(reference.norm() / g.norm()),
+            "max_error": float((g - reference).abs().max()),
         }
+        for variant, g in variants.items()
+    }
     return {"rank": rank, "world_size": world_size, "accum_steps": accum_steps, "global_batch": global_batch, **results}
