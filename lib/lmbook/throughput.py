@@ -16,6 +16,8 @@ moment slows all of them alike, and reports each one's median.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -80,13 +82,13 @@ def synchronize(device) -> None:
 
 
 def matmul_flops_per_second(device, precision: str = "fp32", n: int = 1024, repeats: int = 5) -> float:
-    """The FLOP rate of an ``n x n`` by ``n x n`` matrix product (``2 n^3`` FLOPs) in ``precision``, median of
-    ``repeats`` after one warm-up call: the rate a real, well-tuned kernel reaches on this device."""
+    """The FLOP rate of an ``n x n`` by ``n x n`` matrix product (``2 n^3`` FLOPs) in ``precision``: the fastest
+    of ``repeats`` calls after one warm-up call, the rate a real, well-tuned kernel reaches on this device."""
     check_choice(precision, PRECISION_DTYPES, "precision")
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=gen).to(device, PRECISION_DTYPES[precision]) for _ in range(2))
     seconds = time_interleaved({"matmul": lambda: a @ b}, repeats=repeats, warmup=1, device=device)["matmul"]
-    return 2 * n**3 / statistics.median(seconds)
+    return 2 * n**3 / min(seconds)
 
 
 def device_peak(device, precision: str = "fp32", n: int = 1024) -> Peak:
@@ -158,14 +160,29 @@ def step_speed(seconds: list[float], tokens_per_step: int, flops_per_token: floa
     return StepSpeed(median, tokens_per_second, achieved, achieved / peak.flops)
 
 
-def top_operators(fn: Callable[[], object], steps: int = 3, top: int = 8) -> list[dict]:
-    """Where the time of ``fn()`` goes: torch.profiler's operators with the most self CPU time over ``steps``
-    calls (after one untimed call), as ``[{"operator", "self_ms_per_step", "share", "calls_per_step"}]``, largest
-    first; ``share`` is of all the profiled self time. (On a GPU the CPU time is mostly kernel launches.)"""
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what C++ code writes to file descriptor 2 to the null device meanwhile (the profiler prints a line
+    when it starts and one when it stops); Python's own errors are raised as usual."""
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def top_operators(fn: Callable[[], object], steps: int = 3, top: int | None = 8) -> list[dict]:
+    """Where the time of ``fn()`` goes: torch.profiler's ``top`` operators (None: all) with the most self CPU time
+    over ``steps`` calls (after one untimed call), as ``[{"operator", "self_ms_per_step", "share",
+    "calls_per_step"}]``, largest first; ``share`` is of all the profiled self time, so the shares of all operators
+    add up to 1. (On a GPU the CPU time is mostly kernel launches.)"""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -173,5 +190,5 @@ def top_operators(fn: Callable[[], object], steps: int = 3, top: int = 8) -> lis
     return [
         {"operator": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
          "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
-        for e in events[:top]
+        for e in (events if top is None else events[:top])
     ]  # fmt: skip

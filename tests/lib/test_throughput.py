@@ -67,3 +67,4 @@ def test_top_operators_find_the_matrix_product():
     ops = top_operators(lambda: a @ a, steps=2, top=3)
     assert ops[0]["operator"] == "aten::mm" and ops[0]["calls_per_step"] == 1
     assert 0 < ops[0]["share"] <= 1
+    assert sum(op["share"] for op in top_operators(lambda: a @ a, steps=1, top=None)) == pytest.approx(1.0)
