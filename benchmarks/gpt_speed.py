@@ -77,7 +77,7 @@ def bench_gpt_speed(quick: bool = False, threads: int = 1) -> dict:
 
     from lmbook.loop import cpu_threads
 
-    plan = [("cpu", 16, 8 if quick else 40, 3, True), ("gpu", 8, 2 if quick else 5, 1 if quick else 2, False)]
+    plan = [("cpu", 16, 8 if quick else 40, 3, True), ("gpu", 8, 2 if quick else 7, 1 if quick else 2, False)]
     rows, targets, profiles = [], [], {}
     with cpu_threads(threads):
         for name, batch, rounds, warmup, profile_it in plan:
