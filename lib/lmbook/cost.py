@@ -31,7 +31,7 @@ from lmbook.transformer import KNOWN_MODELS, TransformerConfig, count_parameters
 BYTES_PER_NUMBER = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 """Bytes that one number takes in each storage format: 32-bit float, bfloat16, float16, 8-bit integer."""
 
-PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
+TRAINING_PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
 """Training precisions: everything in one format (``"fp32"``, ``"bf16"``, ``"fp16"``), or ``"mixed"``: 16-bit
 weights and gradients for the arithmetic, with an fp32 master copy of the weights and fp32 optimiser states."""
 
@@ -39,7 +39,7 @@ OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}
 """Numbers the optimiser keeps per parameter: none for plain SGD, a velocity for SGD with momentum, and Adam's
 two moving averages m (of the gradient) and v (of its square). AdamW keeps the same two."""
 
-SECONDS_PER_DAY = 86_400
+_SECONDS_PER_DAY = 86_400
 
 
 def _check_count(value, name: str) -> None:
@@ -108,7 +108,7 @@ def training_memory(n_params: float, precision: str = "fp32", optimizer: str = "
     Activations are not included: they depend on the batch and the sequence length (see :mod:`lmbook.memory`).
 
     Args:
-        n_params: ``N``. precision: one of :data:`PRECISIONS`. optimizer: ``"adam"`` (Adam or AdamW),
+        n_params: ``N``. precision: one of :data:`TRAINING_PRECISIONS`. optimizer: ``"adam"`` (Adam or AdamW),
             ``"momentum"`` (SGD with momentum) or ``"sgd"`` (plain).
 
     Returns:
@@ -116,7 +116,7 @@ def training_memory(n_params: float, precision: str = "fp32", optimizer: str = "
         unless ``precision="mixed"``).
     """
     _check_count(n_params, "n_params")
-    check_choice(precision, PRECISIONS, "precision")
+    check_choice(precision, TRAINING_PRECISIONS, "precision")
     check_choice(optimizer, OPTIMIZER_STATES, "optimizer")
     compute = BYTES_PER_NUMBER["bf16" if precision == "mixed" else precision]  # bytes of the weights used in matmuls
     update = BYTES_PER_NUMBER["fp32"] if precision == "mixed" else compute  # bytes of what the optimiser updates
@@ -183,7 +183,7 @@ def training_days(flops: float, n_devices: int, peak_flops_per_device: float, ut
     _check_count(peak_flops_per_device, "peak_flops_per_device")
     if isinstance(utilisation, bool) or not isinstance(utilisation, numbers.Real) or not 0 < utilisation <= 1:
         raise ValueError(f"utilisation must be in (0, 1], got {utilisation!r}")
-    return flops / (n_devices * peak_flops_per_device * utilisation) / SECONDS_PER_DAY
+    return flops / (n_devices * peak_flops_per_device * utilisation) / _SECONDS_PER_DAY
 
 
 # ----- published training runs --------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class PublishedRun:
         return training_flops(self.n_params, self.n_tokens)
 
 
-BERT_STEPS, BERT_BATCH, BERT_MAX_LEN = 1_000_000, 256, 512
+_BERT_STEPS, _BERT_BATCH, _BERT_MAX_LEN = 1_000_000, 256, 512
 """BERT's pre-training schedule (Devlin et al. 2019, section A.2): 1M steps of 256 sequences of up to 512 tokens."""
 
 PUBLISHED_RUNS: dict[str, PublishedRun] = {
@@ -240,7 +240,7 @@ PUBLISHED_RUNS: dict[str, PublishedRun] = {
         name: PublishedRun(
             KNOWN_MODELS[name].config,
             "bert",
-            n_tokens=float(BERT_STEPS * BERT_BATCH * BERT_MAX_LEN),
+            n_tokens=float(_BERT_STEPS * _BERT_BATCH * _BERT_MAX_LEN),
             published_params=KNOWN_MODELS[name].published,
             published_flops=None,
             source="Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers for Language "
@@ -280,7 +280,7 @@ class Accelerator:
 
     def peak(self, precision: str) -> float:
         """The dense peak FLOP/s for a training precision: fp32 for ``"fp32"``, the 16-bit peak otherwise."""
-        check_choice(precision, PRECISIONS, "precision")
+        check_choice(precision, TRAINING_PRECISIONS, "precision")
         return self.peak_flops["fp32" if precision == "fp32" else "bf16"]
 
 

@@ -15,7 +15,7 @@ from lmbook.cost import (
     zero_memory_per_device,
 )
 from lmbook.widgets.recorded import MAX_STATES, check_grid
-from lmbook.widgets.scale import PRESETS, ComputeCalculator, compute_estimate
+from lmbook.widgets.scale import CALCULATOR_PRESETS, ComputeCalculator, compute_estimate
 from tests.lib.widget_helpers import artist_counts, png_size
 
 
@@ -45,7 +45,7 @@ def test_the_gpt3_preset_reproduces_the_published_compute():
     assert png_size(calc.figure_image.image.value) == (720, 324)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(CALCULATOR_PRESETS))
 def test_every_preset_uses_the_published_token_count(preset):
     calc = ComputeCalculator(preset=preset)
     assert calc.current.n_tokens == PUBLISHED_RUNS[preset].n_tokens

@@ -30,7 +30,7 @@ TOKEN_OPTIONS = (("10B", 10e9), ("131B", float(PUBLISHED_RUNS["BERT-base"].n_tok
 DEVICE_OPTIONS = (1, 8, 64, 256, 1024, 4096, 16384)
 CALCULATOR_PRECISIONS = ("fp32", "bf16", "mixed")
 
-PRESETS = {
+CALCULATOR_PRESETS = {
     "GPT-3 175B": (175e9, 300e9),
     "Chinchilla 70B": (70e9, 1.4e12),
     "BERT-large": (340e6, PUBLISHED_RUNS["BERT-large"].n_tokens),
@@ -39,17 +39,17 @@ PRESETS = {
 """Published runs at their published sizes (N as the paper rounds it, D as in :data:`lmbook.cost.PUBLISHED_RUNS`)."""
 
 # What the static book records (with the current values added): 4 x 3 x 4 x 2 = 96 states.
-RECORDED = {
+_RECORDED = {
     "n_params": (110e6, 340e6, 70e9, 175e9),
     "n_tokens": (PUBLISHED_RUNS["BERT-base"].n_tokens, 300e9, 1.4e12),
     "n_devices": (8, 64, 1024, 4096),
     "precision": ("fp32", "mixed"),
 }
 
-STAGE_NAMES = {0: "no sharding", 1: "ZeRO-1", 2: "ZeRO-2", 3: "ZeRO-3 / FSDP"}
-PARTS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states", "master_weights": "master"}
-PART_COLOURS = {"weights": "#1f5fa8", "gradients": "#6fa8dc", "optimizer": "#c8312b", "master_weights": "#e08214"}
-GB = 1e9
+_STAGE_NAMES = {0: "no sharding", 1: "ZeRO-1", 2: "ZeRO-2", 3: "ZeRO-3 / FSDP"}
+_PARTS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states", "master_weights": "master"}
+_PART_COLOURS = {"weights": "#1f5fa8", "gradients": "#6fa8dc", "optimizer": "#c8312b", "master_weights": "#e08214"}
+_GB = 1e9
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _power_of_ten(x: float, digits: int = 2) -> str:
 
 
 def _gigabytes(x: float) -> str:
-    return f"{x / GB:,.0f} GB" if x >= 10 * GB else f"{x / GB:.2g} GB"
+    return f"{x / _GB:,.0f} GB" if x >= 10 * _GB else f"{x / _GB:.2g} GB"
 
 
 def _label(options, value) -> str:
@@ -114,7 +114,7 @@ def _label(options, value) -> str:
 
 def published_match(n_params: float, n_tokens: float) -> str | None:
     """The name of the preset whose ``N`` and ``D`` these are, if any."""
-    return next((name for name, nd in PRESETS.items() if nd == (n_params, n_tokens)), None)
+    return next((name for name, nd in CALCULATOR_PRESETS.items() if nd == (n_params, n_tokens)), None)
 
 
 class ComputeCalculator(InteractiveWidget):
@@ -128,7 +128,7 @@ class ComputeCalculator(InteractiveWidget):
     ``6 N D`` and, for a published run's ``N`` and ``D``, the paper's own figure where it states one.
 
     Args:
-        preset: a key of :data:`PRESETS` that sets ``N`` and ``D`` (``"GPT-3 175B"`` by default).
+        preset: a key of :data:`CALCULATOR_PRESETS` that sets ``N`` and ``D`` (``"GPT-3 175B"`` by default).
         n_devices, utilisation, precision, accelerator: the other settings (see the controls).
 
     Attributes:
@@ -145,8 +145,8 @@ class ComputeCalculator(InteractiveWidget):
         precision: str = "mixed",
         accelerator: str = "A100",
     ) -> None:
-        check_choice(preset, PRESETS, "preset")
-        n_params, n_tokens = PRESETS[preset]
+        check_choice(preset, CALCULATOR_PRESETS, "preset")
+        n_params, n_tokens = CALCULATOR_PRESETS[preset]
         wide = widgets.Layout(width="330px")
         self.controls = {
             "n_params": widgets.SelectionSlider(options=list(PARAMETER_OPTIONS), value=PARAMETER_OPTIONS[0][1],
@@ -201,8 +201,8 @@ class ComputeCalculator(InteractiveWidget):
         ax = self.ax_memory
         stages = list(ZERO_STAGES)
         self._bars = {
-            part: ax.barh(stages, [0] * len(stages), color=PART_COLOURS[part], label=label, height=0.6)
-            for part, label in PARTS.items()
+            part: ax.barh(stages, [0] * len(stages), color=_PART_COLOURS[part], label=label, height=0.6)
+            for part, label in _PARTS.items()
         }
         self._totals = [
             ax.text(0, s, "", va="center", ha="left", fontsize="small",
@@ -211,7 +211,7 @@ class ComputeCalculator(InteractiveWidget):
         ]  # fmt: skip
         self._device_line = ax.axvline(0, color="0.2", linestyle="--", linewidth=1.2)
         self._device_text = ax.text(0, -0.42, "", ha="left", va="center", fontsize="x-small", color="0.2")
-        ax.set_yticks(stages, [STAGE_NAMES[s] for s in stages], fontsize="small")
+        ax.set_yticks(stages, [_STAGE_NAMES[s] for s in stages], fontsize="small")
         ax.set_ylim(3.7, -0.55)
         ax.set_xlabel("GB per device (training state, Adam)")
         ax.legend(loc="lower right", fontsize="x-small", ncols=2, frameon=True)
@@ -237,17 +237,17 @@ class ComputeCalculator(InteractiveWidget):
         for stage in ZERO_STAGES:
             left = 0.0
             for part, bars in self._bars.items():
-                width = e.memory[stage][part] / GB
+                width = e.memory[stage][part] / _GB
                 bars.patches[stage].set_x(left)
                 bars.patches[stage].set_width(width)
                 left += width
             total = self._totals[stage]
-            total.set_position((left + largest / GB * 0.015, stage))
+            total.set_position((left + largest / _GB * 0.015, stage))
             total.set_text(_gigabytes(e.memory[stage]["total"]) + ("" if e.fits[stage] else " (does not fit)"))
-        self._device_line.set_xdata([device.memory / GB] * 2)
-        self._device_text.set_position((device.memory / GB + largest / GB * 0.01, -0.42))
-        self._device_text.set_text(f"one {e.accelerator}: {device.memory / GB:.0f} GB")
-        self.ax_memory.set_xlim(0, largest / GB * 1.45)
+        self._device_line.set_xdata([device.memory / _GB] * 2)
+        self._device_text.set_position((device.memory / _GB + largest / _GB * 0.01, -0.42))
+        self._device_text.set_text(f"one {e.accelerator}: {device.memory / _GB:.0f} GB")
+        self.ax_memory.set_xlim(0, largest / _GB * 1.45)
         self.ax_memory.set_title(f"memory per device, {e.n_devices:,} devices, {e.precision}", fontsize="medium")
         n = np.asarray(DEVICE_OPTIONS, dtype=float)
         curve = e.flops / (n * e.peak * e.utilisation) / 86_400
@@ -276,7 +276,7 @@ class ComputeCalculator(InteractiveWidget):
         text += (
             f". Training state with Adam in {e.precision}: <b>{_gigabytes(e.memory[0]['total'])}</b> per device "
             f"without sharding ({per_param:.0f} bytes per parameter), <b>{_gigabytes(e.memory[3]['total'])}</b> "
-            f"with ZeRO-3 over {e.n_devices:,}; one {e.accelerator} holds {device.memory / GB:.0f} GB. "
+            f"with ZeRO-3 over {e.n_devices:,}; one {e.accelerator} holds {device.memory / _GB:.0f} GB. "
             f"<b>{e.days:,.1f} days</b> on {e.n_devices:,} {device.name} at {e.utilisation:.0%} of "
             f"{e.peak / 1e12:g} TFLOP/s ({'fp32' if e.precision == 'fp32' else 'bf16'} peak)."
         )
@@ -286,7 +286,7 @@ class ComputeCalculator(InteractiveWidget):
         """Recorded for the static book: 4 sizes x 3 token counts x 4 device counts x 2 precisions, with the
         current values (at most :data:`~lmbook.widgets.recorded.MAX_STATES` states)."""
         v = self.values
-        grid = {name: [x for x in values if x != v[name]] + [v[name]] for name, values in RECORDED.items()}
+        grid = {name: [x for x in values if x != v[name]] + [v[name]] for name, values in _RECORDED.items()}
         while math.prod(len(values) for values in grid.values()) > MAX_STATES:
             longest = max(grid, key=lambda name: len(grid[name]))
             grid[longest].pop(0)  # a recorded value other than the current one (which is last)
