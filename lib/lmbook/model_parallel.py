@@ -9,9 +9,10 @@ arXiv:1909.08053) split it: ``fc1`` by its output features (:class:`ColumnParall
 ``d_ff / P`` of the hidden units, and GELU acts on each unit alone, so it runs locally), ``fc2`` by its input
 features (:class:`RowParallelLinear`: each process multiplies its own hidden units by its own rows and gets a
 partial sum of the whole output). One all-reduce adds the partial sums in the forward pass; one all-reduce adds
-the partial gradients of the input in the backward pass. :class:`TensorParallelFeedForward` puts the two together
-and :func:`tensor_parallel_check` (run in every process by ``lmbook.launch.run_workers``) compares it with the
-unsplit layer in values and gradients.
+the partial gradients of the input in the backward pass. :class:`TensorParallelFeedForward` puts the two together;
+:class:`TensorParallelAttention` splits attention the same way, by whole heads; :func:`tensor_parallel_check`
+(run in every process by ``lmbook.launch.run_workers``) compares both with the unsplit layers in values and
+gradients.
 
 **Pipeline parallelism** splits the layers into ``n_stages`` consecutive stages and the batch into ``n_micro``
 micro-batches. :func:`pipeline_schedule` computes who does what when (GPipe's all-forward-then-all-backward of
@@ -30,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from lmbook.attention import MultiHeadAttention, causal_mask, merge_heads, scaled_dot_product_attention, split_heads
 from lmbook.testing import check_choice, check_shape
 from lmbook.transformer import FeedForward
 
@@ -108,20 +110,31 @@ class ColumnParallelLinear(nn.Module):
         full: the unsplit ``nn.Linear``; its weights are copied (not shared). rank, world_size: this process and
             the number of processes ``P``; ``full.out_features`` must be divisible by ``P``.
         log: a :class:`CommunicationLog` to record the all-reduces in, or None.
+        copy_input: pass the input through ``f``; False when the caller has done it once for several layers
+            that read the same input (the query, key and value projections of :class:`TensorParallelAttention`).
     """
 
-    def __init__(self, full: nn.Linear, rank: int, world_size: int, log: CommunicationLog | None = None) -> None:
+    def __init__(
+        self,
+        full: nn.Linear,
+        rank: int,
+        world_size: int,
+        log: CommunicationLog | None = None,
+        copy_input: bool = True,
+    ) -> None:
         super().__init__()
         rows = _shard_range(full.out_features, rank, world_size, "out_features")
         self.in_features, self.out_features = full.in_features, rows.stop - rows.start
         self.weight = nn.Parameter(full.weight.detach()[rows].clone())  # (out / P, in)
         self.bias = None if full.bias is None else nn.Parameter(full.bias.detach()[rows].clone())
-        self.rows, self.log = rows, log
+        self.rows, self.log, self.copy_input = rows, log, copy_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` of shape ``(..., in)`` -> ``(..., out / P)``."""
         check_shape(x, (*x.shape[:-1], self.in_features), "x")
-        return F.linear(_CopyToTensorParallel.apply(x, self.log), self.weight, self.bias)
+        if self.copy_input:
+            x = _CopyToTensorParallel.apply(x, self.log)
+        return F.linear(x, self.weight, self.bias)
 
 
 class RowParallelLinear(nn.Module):
@@ -178,53 +191,59 @@ class TensorParallelFeedForward(nn.Module):
         return self.fc2(self.act(self.fc1(x)))  # (..., C) -> (..., d_ff / P) -> (..., C), summed over processes
 
 
-def tensor_parallel_check(
-    d_model: int = 16, d_ff: int = 64, batch_size: int = 4, max_len: int = 5, seed: int = 0
-) -> dict:
-    """Worker: compare :class:`TensorParallelFeedForward` with the unsplit ``FeedForward``, in float64.
+class TensorParallelAttention(nn.Module):
+    """One process's share of a :class:`lmbook.attention.MultiHeadAttention`: ``H / P`` whole heads.
 
-    Run in every process after ``init_process_group`` (``run_workers("lmbook.model_parallel:tensor_parallel_check")``).
-    Every process builds the same seeded layer and input, computes the unsplit layer's output and gradients on
-    its own as the reference, then its share of the split layer, and compares its shard of each gradient with
-    the same slice of the reference gradient.
+    The heads do not interact until the output projection, so the query, key and value projections are split by
+    outputs (the features of this process' heads, one ``f`` for the three of them) and ``W_o`` by inputs, with
+    one all-reduce after it: the same pattern as :class:`TensorParallelFeedForward`.
 
-    Returns:
-        a dict: ``rank``, ``world_size``, the largest absolute differences ``out``, ``grad_x``, ``grad_fc1_weight``,
-        ``grad_fc1_bias``, ``grad_fc2_weight``, ``grad_fc2_bias``; the all-reduce counts and elements per phase
-        (``allreduce_forward``, ``allreduce_backward``, ``numel_forward``, ``numel_backward``); the parameters
-        held by this process (``params_local``) and by the unsplit layer (``params_full``).
+    Args:
+        full: the unsplit attention layer (its ``dropout`` must be 0). rank, world_size: this process and ``P``;
+            ``n_heads`` must be divisible by ``P``.
     """
-    rank, world_size = dist.get_rank(), dist.get_world_size()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        full = FeedForward(d_model, d_ff).double()
-    x = torch.randn(batch_size, max_len, d_model, dtype=torch.float64, generator=generator)  # (B, T, C)
-    target = torch.randn(batch_size, max_len, d_model, dtype=torch.float64, generator=generator)
 
-    x_ref = x.clone().requires_grad_()
-    out_ref = full(x_ref)
-    ((out_ref - target) ** 2).sum().backward()
+    def __init__(self, full: MultiHeadAttention, rank: int, world_size: int) -> None:
+        super().__init__()
+        if full.dropout != 0.0:
+            raise ValueError(f"TensorParallelAttention needs dropout 0, got {full.dropout}")
+        _shard_range(full.n_heads, rank, world_size, "n_heads")  # whole heads per process
+        self.log = CommunicationLog()
+        self.n_heads, self.causal = full.n_heads // world_size, full.causal
+        self.W_q, self.W_k, self.W_v = (
+            ColumnParallelLinear(layer, rank, world_size, self.log, copy_input=False)
+            for layer in (full.W_q, full.W_k, full.W_v)
+        )
+        self.W_o = RowParallelLinear(full.W_o, rank, world_size, self.log)
 
-    split = TensorParallelFeedForward(full, rank, world_size)
-    x_tp = x.clone().requires_grad_()
-    out_tp = split(x_tp)
-    ((out_tp - target) ** 2).sum().backward()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` of shape ``(B, T, C)`` (the same in every process) -> ``(B, T, C)``."""
+        T = check_shape(x, ("B", "T", self.W_q.in_features), "x").shape[1]
+        x = _CopyToTensorParallel.apply(x, self.log)  # once for the three projections
+        q, k, v = (split_heads(W(x), self.n_heads) for W in (self.W_q, self.W_k, self.W_v))  # (B, H / P, T, D)
+        mask = causal_mask(T, x.device) if self.causal else None
+        out = scaled_dot_product_attention(q, k, v, mask)  # (B, H / P, T, D)
+        return self.W_o(merge_heads(out))  # (B, T, C / P) -> (B, T, C), summed over processes
 
-    rows, columns = split.fc1.rows, split.fc2.columns
+
+def _compare(split: nn.Module, full: nn.Module, x_ref, out_ref, x_tp, out_tp) -> dict:
+    """The largest differences between a split layer and the unsplit one: output, input gradient, and each
+    shard's weight and bias gradients against the same slice of the unsplit layer's."""
 
     def gap(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((a.detach() - b.detach()).abs().max())
 
+    gaps = {"out": gap(out_tp, out_ref), "grad_x": gap(x_tp.grad, x_ref.grad)}
+    for name, part in split.named_children():
+        whole = getattr(full, name)
+        if isinstance(part, ColumnParallelLinear):
+            gaps[f"grad_{name}_weight"] = gap(part.weight.grad, whole.weight.grad[part.rows])
+            gaps[f"grad_{name}_bias"] = gap(part.bias.grad, whole.bias.grad[part.rows])
+        elif isinstance(part, RowParallelLinear):
+            gaps[f"grad_{name}_weight"] = gap(part.weight.grad, whole.weight.grad[:, part.columns])
+            gaps[f"grad_{name}_bias"] = gap(part.bias.grad, whole.bias.grad)
     return {
-        "rank": rank,
-        "world_size": world_size,
-        "out": gap(out_tp, out_ref),
-        "grad_x": gap(x_tp.grad, x_ref.grad),
-        "grad_fc1_weight": gap(split.fc1.weight.grad, full.fc1.weight.grad[rows]),
-        "grad_fc1_bias": gap(split.fc1.bias.grad, full.fc1.bias.grad[rows]),
-        "grad_fc2_weight": gap(split.fc2.weight.grad, full.fc2.weight.grad[:, columns]),
-        "grad_fc2_bias": gap(split.fc2.bias.grad, full.fc2.bias.grad),
+        **gaps,
         "allreduce_forward": split.log.count("forward"),
         "allreduce_backward": split.log.count("backward"),
         "numel_forward": split.log.numel("forward"),
@@ -232,6 +251,48 @@ def tensor_parallel_check(
         "params_local": sum(p.numel() for p in split.parameters()),
         "params_full": sum(p.numel() for p in full.parameters()),
     }
+
+
+def tensor_parallel_check(
+    d_model: int = 16, d_ff: int = 64, n_heads: int = 4, batch_size: int = 4, max_len: int = 5, seed: int = 0
+) -> dict:
+    """Worker: compare :class:`TensorParallelFeedForward` and :class:`TensorParallelAttention` (causal) with the
+    unsplit ``FeedForward`` and ``MultiHeadAttention``, in float64.
+
+    Run in every process after ``init_process_group`` (``run_workers("lmbook.model_parallel:tensor_parallel_check")``).
+    Every process builds the same seeded layers and input, computes each unsplit layer's output and gradients
+    (of a squared error against a seeded target) on its own as the reference, then its share of the split
+    layer, and compares its shard of each gradient with the same slice of the reference gradient.
+
+    Returns:
+        ``{"rank": ..., "world_size": ..., "feed_forward": {...}, "attention": {...}}``; each layer's dict holds
+        the largest absolute differences ``out``, ``grad_x`` and ``grad_<layer>_weight``/``grad_<layer>_bias``
+        for each of its linear layers (``fc1``, ``fc2``; ``W_q``, ``W_k``, ``W_v``, ``W_o``), the all-reduce
+        counts and elements per phase (``allreduce_forward``, ``allreduce_backward``, ``numel_forward``,
+        ``numel_backward``), and the parameters held by this process (``params_local``) and by the unsplit layer
+        (``params_full``).
+    """
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers = {
+            "feed_forward": (FeedForward(d_model, d_ff).double(), TensorParallelFeedForward),
+            "attention": (MultiHeadAttention(d_model, n_heads, causal=True).double(), TensorParallelAttention),
+        }
+    x = torch.randn(batch_size, max_len, d_model, dtype=torch.float64, generator=generator)  # (B, T, C)
+    target = torch.randn(batch_size, max_len, d_model, dtype=torch.float64, generator=generator)
+    result = {"rank": rank, "world_size": world_size}
+    for name, (full, parallel) in layers.items():
+        x_ref = x.clone().requires_grad_()
+        out_ref = full(x_ref)
+        ((out_ref - target) ** 2).sum().backward()
+        split = parallel(full, rank, world_size)
+        x_tp = x.clone().requires_grad_()
+        out_tp = split(x_tp)
+        ((out_tp - target) ** 2).sum().backward()
+        result[name] = _compare(split, full, x_ref, out_ref, x_tp, out_tp)
+    return result
 
 
 # ----- pipeline parallelism --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Tests of lmbook.model_parallel: the tensor-parallel feed-forward network and the pipeline schedules.
 
-The tensor-parallel layer runs in two real processes (``lmbook.launch.run_workers``) and must equal the unsplit
-``lmbook.transformer.FeedForward`` in float64, in its output and in every gradient (the input's, and each
-process' shard of each weight and bias), with exactly one all-reduce forward and one backward. The schedules
+The tensor-parallel layers run in two real processes (``lmbook.launch.run_workers``) and must equal the unsplit
+``lmbook.transformer.FeedForward`` and causal ``lmbook.attention.MultiHeadAttention`` in float64, in the output
+and in every gradient (the input's, and each process' shard of each weight and bias), with exactly one all-reduce
+forward and one backward per layer. The schedules
 are checked as tables: every operation once, no operation before what it needs, the idle share equal to
 ``(p - 1) / (m + p - 1)``, and the activations each stage holds.
 """
@@ -11,10 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from lmbook.attention import MultiHeadAttention
 from lmbook.launch import run_workers
 from lmbook.model_parallel import (
     ColumnParallelLinear,
     RowParallelLinear,
+    TensorParallelAttention,
     TensorParallelFeedForward,
     activations_in_flight,
     bubble_fraction,
@@ -24,29 +27,36 @@ from lmbook.model_parallel import (
 from lmbook.testing import ShapeError
 from lmbook.transformer import FeedForward
 
-GAPS = ("out", "grad_x", "grad_fc1_weight", "grad_fc1_bias", "grad_fc2_weight", "grad_fc2_bias")
+LINEARS = {"feed_forward": ("fc1", "fc2"), "attention": ("W_q", "W_k", "W_v", "W_o")}
 
 
-def test_tensor_parallel_feed_forward_equals_the_unsplit_layer_in_two_processes():
-    d_model, d_ff, batch_size, max_len = 8, 24, 3, 5
+def test_tensor_parallel_layers_equal_the_unsplit_layers_in_two_processes():
+    d_model, d_ff, n_heads, batch_size, max_len = 8, 24, 4, 3, 5
     results = run_workers(
         "lmbook.model_parallel:tensor_parallel_check",
         nprocs=2,
         timeout=120,
         d_model=d_model,
         d_ff=d_ff,
+        n_heads=n_heads,
         batch_size=batch_size,
         max_len=max_len,
     )
     assert [r["rank"] for r in results] == [0, 1]
     for result in results:
-        for name in GAPS:
-            assert result[name] < 1e-12, (result["rank"], name, result[name])
-        assert result["allreduce_forward"] == 1 and result["allreduce_backward"] == 1
-        assert result["numel_forward"] == result["numel_backward"] == batch_size * max_len * d_model
+        for layer, linears in LINEARS.items():
+            checked = result[layer]
+            gaps = ["out", "grad_x"] + [f"grad_{name}_{p}" for name in linears for p in ("weight", "bias")]
+            assert {key for key in checked if key.startswith(("out", "grad_"))} == set(gaps)  # nothing unchecked
+            for name in gaps:
+                assert checked[name] < 1e-12, (result["rank"], layer, name, checked[name])
+            assert checked["allreduce_forward"] == 1 and checked["allreduce_backward"] == 1
+            assert checked["numel_forward"] == checked["numel_backward"] == batch_size * max_len * d_model
         # fc1's weight and bias and fc2's weight are halved; fc2's bias (d_model) is kept whole
-        assert result["params_local"] == d_model * d_ff + d_ff // 2 + d_model
-        assert result["params_full"] == 2 * d_model * d_ff + d_ff + d_model
+        assert result["feed_forward"]["params_local"] == d_model * d_ff + d_ff // 2 + d_model
+        assert result["feed_forward"]["params_full"] == 2 * d_model * d_ff + d_ff + d_model
+        # W_q, W_k, W_v halved with their biases, W_o's weight halved, its bias whole
+        assert result["attention"]["params_local"] == 2 * d_model * d_model + 3 * d_model // 2 + d_model
 
 
 def test_shards_hold_the_right_slices():
@@ -66,6 +76,8 @@ def test_bad_splits_and_shapes_are_named():
         ColumnParallelLinear(nn.Linear(4, 6), rank=2, world_size=2)
     with pytest.raises(ValueError, match="needs dropout 0"):
         TensorParallelFeedForward(FeedForward(4, 8, dropout=0.1), rank=0, world_size=2)
+    with pytest.raises(ValueError, match="n_heads=3 must be divisible by world_size=2"):
+        TensorParallelAttention(MultiHeadAttention(6, 3), rank=0, world_size=2)
     with pytest.raises(ShapeError):  # the shape is checked before any communication
         ColumnParallelLinear(nn.Linear(4, 6), rank=0, world_size=2)(torch.zeros(2, 5))
     with pytest.raises(ShapeError):
