@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -99,7 +100,10 @@ def _module_root(module_name: str) -> str | None:
 
 
 def _literal(kwargs: dict) -> str:
-    """``kwargs`` as a Python literal, or a TypeError naming the argument that cannot be written as one."""
+    """``kwargs`` as JSON (which a shell quotes cleanly) or else as a Python literal (tuples, for instance).
+
+    Raises a TypeError naming the argument that can be written as neither.
+    """
     for key, value in kwargs.items():
         try:
             if ast.literal_eval(repr(value)) != value:
@@ -110,6 +114,12 @@ def _literal(kwargs: dict) -> str:
                 "strings, booleans, None, and lists, tuples and dicts of them); run_workers passes any value "
                 "torch.save can write"
             ) from err
+    try:
+        text = json.dumps(kwargs)
+        if json.loads(text) == kwargs:
+            return text
+    except (TypeError, ValueError):  # keys that are not strings, numbers out of JSON's range
+        pass
     return repr(kwargs)
 
 
@@ -143,9 +153,10 @@ def torchrun_command(target: str, nprocs: int = 2, **kwargs) -> list[str]:
     """The command line that runs ``target`` in ``nprocs`` processes, each calling ``function(**kwargs)``.
 
     It is ``torchrun`` run by this Python (``python -m torch.distributed.run``, so the same environment, also on
-    Colab) on a free port, starting ``python -m lmbook.launch TARGET --kwargs "{...}"`` once per process. On a
-    machine with ``nprocs`` GPUs the same command uses NCCL and one GPU per process. The keyword arguments are
-    written as a Python literal, so they must be numbers, strings, booleans, None or containers of them;
+    Colab) on a free port, starting ``python -m lmbook.launch TARGET --kwargs '{...}'`` once per process (print it
+    with ``shlex.join``). On a machine with ``nprocs`` GPUs the same command uses NCCL and one GPU per process.
+    The keyword arguments are written as JSON (or, for tuples, as a Python literal), so they must be numbers,
+    strings, booleans, None or containers of them;
     :func:`run_workers` runs the same command with its arguments in a file instead, and so takes any value.
     """
     _check_launch(target, nprocs)
@@ -281,10 +292,10 @@ def worker_device():
 
 
 def _main(argv: list[str] | None = None) -> None:
-    """The worker entry point: ``python -m lmbook.launch TARGET [--kwargs LITERAL | --kwargs-file F] [--out-dir D]``."""
+    """The worker entry point: ``python -m lmbook.launch TARGET [--kwargs JSON | --kwargs-file F] [--out-dir D]``."""
     parser = argparse.ArgumentParser(prog="python -m lmbook.launch", description=_main.__doc__)
     parser.add_argument("target", help="package.module:function")
-    parser.add_argument("--kwargs", default="{}", help="the keyword arguments as a Python literal")
+    parser.add_argument("--kwargs", default="{}", help="the keyword arguments as JSON or a Python literal")
     parser.add_argument("--kwargs-file", help="the keyword arguments, saved with torch.save")
     parser.add_argument("--out-dir", help="where each rank writes its result (resultR.pt) or traceback (errorR.txt)")
     args = parser.parse_args(argv)
@@ -301,7 +312,10 @@ def _main(argv: list[str] | None = None) -> None:
         if args.kwargs_file:
             kwargs = torch.load(args.kwargs_file, weights_only=False)
         else:
-            kwargs = ast.literal_eval(args.kwargs)
+            try:
+                kwargs = json.loads(args.kwargs)
+            except ValueError:
+                kwargs = ast.literal_eval(args.kwargs)
         backend, dev = backend_and_device()
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
