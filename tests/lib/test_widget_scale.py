@@ -2,8 +2,11 @@
 initial state, update() with valid and invalid settings, and its record grid. Update latency is not asserted here
 (it depends on the machine's load; benchmarks measure it)."""
 
+import io
 import math
 
+import numpy as np
+import PIL.Image
 import pytest
 
 from lmbook.cost import (
@@ -14,9 +17,16 @@ from lmbook.cost import (
     training_memory,
     zero_memory_per_device,
 )
+from lmbook.widgets.base import FigureImage
 from lmbook.widgets.recorded import MAX_STATES, check_grid
 from lmbook.widgets.scale import CALCULATOR_PRESETS, ComputeCalculator, compute_estimate
 from tests.lib.widget_helpers import artist_counts, png_size
+
+
+@pytest.fixture(scope="module")
+def calculator():
+    """One calculator for the tests that leave it as they found it."""
+    return ComputeCalculator()
 
 
 def test_estimate_is_lmbook_cost():
@@ -47,9 +57,9 @@ def test_the_gpt3_preset_reproduces_the_published_compute():
 
 @pytest.mark.parametrize("preset", sorted(CALCULATOR_PRESETS))
 def test_every_preset_uses_the_published_token_count(preset):
-    calc = ComputeCalculator(preset=preset)
-    assert calc.current.n_tokens == PUBLISHED_RUNS[preset].n_tokens
-    assert preset in calc.status.value
+    n_params, n_tokens = CALCULATOR_PRESETS[preset]
+    assert n_tokens == PUBLISHED_RUNS[preset].n_tokens
+    assert preset in ComputeCalculator.readout(compute_estimate(n_params, n_tokens, 8, 0.5))
 
 
 def test_update_redraws_the_same_figure_with_the_new_numbers():
@@ -83,8 +93,8 @@ def test_update_redraws_the_same_figure_with_the_new_numbers():
         ({"batch": 3}, "unknown setting"),
     ],
 )
-def test_update_rejects_bad_settings_without_changing_anything(kwargs, message):
-    calc = ComputeCalculator()
+def test_update_rejects_bad_settings_without_changing_anything(calculator, kwargs, message):
+    calc = calculator
     before, renders = dict(calc.values), calc.figure_image.renders
     with pytest.raises(ValueError, match=message):
         calc.update(**kwargs)
@@ -96,8 +106,8 @@ def test_constructor_rejects_an_unknown_preset():
         ComputeCalculator(preset="GPT-4")
 
 
-def test_record_grid_is_modest_and_holds_the_current_values():
-    grid = ComputeCalculator().record_grid()
+def test_record_grid_is_modest_and_holds_the_current_values(calculator):
+    grid = calculator.record_grid()
     assert math.prod(len(v) for v in grid.values()) == 96
     assert grid["precision"] == ["fp32", "mixed"] and grid["n_devices"] == [8, 64, 1024, 4096]
     odd = ComputeCalculator(preset="Chinchilla 70B", n_devices=256, precision="bf16")
@@ -114,3 +124,14 @@ def test_recording_gives_every_state_its_own_picture_and_numbers():
     assert len({png for png, _ in view.states.values()}) == 4
     assert len({status for _, status in view.states.values()}) == 4
     assert calc.values["n_params"] == 110e6 and calc.values["n_devices"] == 8  # put back
+
+
+def test_a_blitted_picture_is_the_full_drawing():
+    """Only the changing artists are redrawn; the axes must still match the new state (e.g. a new memory range)."""
+    calc = ComputeCalculator()
+    calc.update(n_params=110e6, n_devices=8)  # a much smaller memory axis
+    calc.update(n_devices=64)  # a blit on the new background
+    blitted = np.asarray(PIL.Image.open(io.BytesIO(calc.figure_image.image.value)).convert("RGB"), dtype=int)
+    full = np.asarray(PIL.Image.open(io.BytesIO(FigureImage.to_png(calc.figure_image))).convert("RGB"), dtype=int)
+    assert blitted.shape == full.shape
+    assert (np.abs(blitted - full).max(axis=2) > 40).mean() < 0.002

@@ -19,7 +19,8 @@ import numpy as np
 from lmbook import plotting
 from lmbook.cost import ACCELERATORS, PUBLISHED_RUNS, ZERO_STAGES, training_days, training_flops, zero_memory_per_device
 from lmbook.testing import check_choice
-from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, FigureImage, InteractiveWidget
+from lmbook.widgets.base import SLIDER_STYLE, WIDGET_DPI, InteractiveWidget
+from lmbook.widgets.blitting import BlitFigureImage
 from lmbook.widgets.recorded import MAX_STATES
 
 # The sizes and token counts on the sliders, with their labels; they include the published runs' own numbers.
@@ -41,15 +42,23 @@ CALCULATOR_PRESETS = {
 # What the static book records (with the current values added): 4 x 3 x 4 x 2 = 96 states.
 _RECORDED = {
     "n_params": (110e6, 340e6, 70e9, 175e9),
+    "precision": ("fp32", "mixed"),
     "n_tokens": (PUBLISHED_RUNS["BERT-base"].n_tokens, 300e9, 1.4e12),
     "n_devices": (8, 64, 1024, 4096),
-    "precision": ("fp32", "mixed"),
 }
 
 _STAGE_NAMES = {0: "no sharding", 1: "ZeRO-1", 2: "ZeRO-2", 3: "ZeRO-3 / FSDP"}
 _PARTS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states", "master_weights": "master"}
 _PART_COLOURS = {"weights": "#1f5fa8", "gradients": "#6fa8dc", "optimizer": "#c8312b", "master_weights": "#e08214"}
 _GB = 1e9
+DAYS_RANGE = (1e-4, 1e8)
+"""The days axis, fixed so that only the changing artists are redrawn (a longer or shorter run leaves the plot)."""
+
+
+def _nice_ceiling(x: float) -> float:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is at least ``x`` (axis limits that change seldom)."""
+    decade = 10.0 ** math.floor(math.log10(x))
+    return next(m * decade for m in (1, 2, 5, 10) if m * decade >= x)
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,8 @@ class ComputeCalculator(InteractiveWidget):
             for name, value in start.items():
                 self.controls[name].value = value
         self.status = widgets.HTML()
-        self.figure_image = FigureImage(plotting.figure(8.0, 3.6, dpi=WIDGET_DPI, layout=None))
+        # Blitted: the axes, ticks and legend are drawn again only when the memory axis changes its range.
+        self.figure_image = BlitFigureImage(plotting.figure(8.0, 3.6, dpi=WIDGET_DPI, layout=None))
         self._build_figure()
         self.redraw()
         self._connect()
@@ -224,8 +234,17 @@ class ComputeCalculator(InteractiveWidget):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(0.7, DEVICE_OPTIONS[-1] * 1.4)
+        ax.set_ylim(*DAYS_RANGE)
+        ax.set_xticks([1, 10, 100, 1000, 10000], ["1", "10", "100", "1,000", "10,000"])
+        ax.set_yticks([1e-4, 1e-2, 1, 1e2, 1e4, 1e6, 1e8])
+        ax.minorticks_off()
         ax.set_xlabel("accelerators")
         ax.set_ylabel("days of training")
+        self.ax_memory.set_title(" ", fontsize="medium")
+        ax.set_title(" ", fontsize="medium")
+        dynamic = [*(p for bars in self._bars.values() for p in bars.patches), *self._totals, self._device_line,
+                   self._device_text, self._days_curve, self._days_dot, self.ax_memory.title, ax.title]  # fmt: skip
+        self.figure_image.set_dynamic(dynamic)
 
     def redraw(self) -> float:
         """Compute and draw the current settings; return the seconds it took."""
@@ -247,14 +266,15 @@ class ComputeCalculator(InteractiveWidget):
         self._device_line.set_xdata([device.memory / _GB] * 2)
         self._device_text.set_position((device.memory / _GB + largest / _GB * 0.01, -0.42))
         self._device_text.set_text(f"one {e.accelerator}: {device.memory / _GB:.0f} GB")
-        self.ax_memory.set_xlim(0, largest / _GB * 1.45)
+        xlim = (0.0, _nice_ceiling(largest / _GB * 1.45))
+        if self.ax_memory.get_xlim() != xlim:
+            self.ax_memory.set_xlim(*xlim)
+            self.figure_image.invalidate()  # new tick labels: draw everything once
         self.ax_memory.set_title(f"memory per device, {e.n_devices:,} devices, {e.precision}", fontsize="medium")
         n = np.asarray(DEVICE_OPTIONS, dtype=float)
         curve = e.flops / (n * e.peak * e.utilisation) / 86_400
         self._days_curve.set_data(n, curve)
         self._days_dot.set_data([e.n_devices], [e.days])
-        low, high = min(curve.min(), 0.5), max(curve.max(), 500)
-        self.ax_days.set_ylim(low / 2, high * 2)
         self.ax_days.set_title(f"6ND = {e.flops:.3g} FLOPs, {e.accelerator} at {e.utilisation:.0%}",
                                fontsize="medium")  # fmt: skip
         self.status.value = self.readout(e)
@@ -286,6 +306,7 @@ class ComputeCalculator(InteractiveWidget):
         """Recorded for the static book: 4 sizes x 3 token counts x 4 device counts x 2 precisions, with the
         current values (at most :data:`~lmbook.widgets.recorded.MAX_STATES` states)."""
         v = self.values
+        # Size and precision first: the memory axis changes only with them, so most states are quick blits.
         grid = {name: [x for x in values if x != v[name]] + [v[name]] for name, values in _RECORDED.items()}
         while math.prod(len(values) for values in grid.values()) > MAX_STATES:
             longest = max(grid, key=lambda name: len(grid[name]))
