@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from lmbook.loop import apply_gradients, backward
+from lmbook.loop import apply_gradients, scaled_backward
 
 
 def micro_batch_sizes(n_examples: int, accum_steps: int) -> list[int]:
@@ -107,7 +107,7 @@ def accumulate_gradients(
         if loss.ndim != 0:
             raise ValueError(f"loss_fn must return a scalar (mean) loss, got shape {tuple(loss.shape)}")
         weighted = loss if accum_steps == 1 else loss * (count / total)  # 1 micro-batch: the loss untouched
-        backward(weighted, scaler)  # the graph of this micro-batch is freed here
+        scaled_backward(weighted, scaler)  # the graph of this micro-batch is freed here
         loss_sum = weighted.detach() if loss_sum is None else loss_sum + weighted.detach()
     return loss_sum
 

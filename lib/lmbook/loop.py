@@ -10,7 +10,7 @@ as a few small functions rather than a framework:
 - :func:`make_optimizer`: SGD, Adam or AdamW on those groups;
 - :func:`make_scheduler`: the one warm-up schedule, :func:`lmbook.schedules.linear_warmup_decay`;
 - :func:`make_scaler` and :func:`autocast`: mixed precision (dtype from :func:`lmbook.device.autocast_dtype`);
-- :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss (:func:`backward` then
+- :func:`optimizer_step`: backward, clip, step, schedule, for one mini-batch loss (:func:`scaled_backward` then
   :func:`apply_gradients`, which gradient accumulation calls apart);
 - :func:`cpu_threads`: a number of CPU threads for the length of a run;
 - :func:`evaluation_mode`: a model in evaluation mode for one block, then back in the mode it had.
@@ -166,7 +166,7 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
-def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+def scaled_backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
     """Back-propagate ``loss``, adding to the parameters' ``.grad``; with a float16 ``scaler``, the scaled loss.
 
     Gradients *add up* over calls until they are cleared: :func:`optimizer_step` clears them first, and
@@ -184,7 +184,7 @@ def apply_gradients(
 ) -> float | None:
     """The update from the gradients already in ``.grad``: unscale, clip, step, advance the schedule.
 
-    Args and the return value as :func:`optimizer_step`, which is :func:`backward` followed by this.
+    Args and the return value as :func:`optimizer_step`, which is :func:`scaled_backward` followed by this.
     """
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -223,11 +223,11 @@ def optimizer_step(
     Returns:
         The total gradient norm *before* clipping, or None when ``max_grad_norm`` is None.
 
-    It is :func:`backward` then :func:`apply_gradients`; a step over several micro-batches
+    It is :func:`scaled_backward` then :func:`apply_gradients`; a step over several micro-batches
     (:func:`lmbook.accumulation.accumulation_step`) calls the two itself.
     """
     optimizer.zero_grad(set_to_none=True)
-    backward(loss, scaler)
+    scaled_backward(loss, scaler)
     return apply_gradients(model, optimizer, scheduler, scaler, max_grad_norm)
 
 
