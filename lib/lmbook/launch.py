@@ -38,6 +38,7 @@ import traceback
 from pathlib import Path
 
 TRACEBACK_LINES = 25  # how many lines of a failing rank's traceback a LaunchError shows
+_PRINT_LIMIT = 1000  # characters of rank 0's return value a command-line run prints
 _KILL_GRACE = 5.0  # seconds torchrun gets to stop its workers after SIGTERM before everything is killed
 
 
@@ -330,7 +331,9 @@ def _main(argv: list[str] | None = None) -> None:
         torch.save(result, out_dir / f"result{rank}.tmp")
         os.replace(out_dir / f"result{rank}.tmp", out_dir / f"result{rank}.pt")
     elif rank == 0:
-        print(f"rank 0 returned {result!r}")
+        text = repr(result)
+        cut = f" ... ({len(text):,} characters in all)" if len(text) > _PRINT_LIMIT else ""
+        print(f"rank 0 returned {text[:_PRINT_LIMIT]}{cut}")
 
 
 # tiny workers for the tests and the chapter: each rank's view of the simplest collective
