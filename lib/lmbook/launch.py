@@ -10,7 +10,8 @@ group first (the ``gloo`` backend on the CPU, ``nccl`` when every process on the
 see :func:`backend_and_device`), then calls ``function(**kwargs)``; the ranks' return values come back to the
 caller in rank order, through files written with ``torch.save``. A demo must never hang a build, so each launch
 
-- uses a free TCP port of its own (the operating system picks one when a socket binds to port 0);
+- uses a free TCP port of its own (the operating system picks one when a socket binds to port 0; should another
+  program take it before torchrun binds it, the launch starts again on another);
 - has a timeout: when it passes, every process of the launch is killed and :class:`LaunchError` says so;
 - captures each rank's traceback: a failing rank raises :class:`LaunchError` with the end of that traceback;
 - gives each process one CPU thread (``OMP_NUM_THREADS=1``; set ``LMBOOK_WORKER_THREADS`` for more), so that two
@@ -34,12 +35,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
 TRACEBACK_LINES = 25  # how many lines of a failing rank's traceback a LaunchError shows
 _PRINT_LIMIT = 1000  # characters of rank 0's return value a command-line run prints
 _KILL_GRACE = 5.0  # seconds torchrun gets to stop its workers after SIGTERM before everything is killed
+_PORT_TRIES = 3  # launches on a fresh port when the port was taken before torchrun could bind it
 
 
 class LaunchError(RuntimeError):
@@ -218,29 +221,34 @@ def run_workers(target: str, nprocs: int = 2, timeout: float = 120.0, **kwargs) 
     run_dir = Path(tempfile.mkdtemp(prefix="lmbook-launch-"))
     try:
         torch.save(kwargs, run_dir / "kwargs.pt")
-        command = _command(
-            target, nprocs, free_port(), ["--kwargs-file", str(run_dir / "kwargs.pt"), "--out-dir", str(run_dir)]
-        )
         env = dict(os.environ)
         threads = env.get("LMBOOK_WORKER_THREADS", "1")
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         root = _module_root(target.partition(":")[0])
         if root is not None:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        with open(run_dir / "torchrun.log", "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_all(proc, run_dir)
-                raise LaunchError(
-                    f"{target} on {nprocs} processes did not finish within the timeout of {timeout:g} s; "
-                    "every process of the launch was killed"
-                ) from None
-            except BaseException:  # an interrupted kernel must not leave the processes running
-                _kill_all(proc, run_dir)
-                raise
-        output = (run_dir / "torchrun.log").read_text(errors="replace")
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, _PORT_TRIES + 1):
+            worker_args = ["--kwargs-file", str(run_dir / "kwargs.pt"), "--out-dir", str(run_dir)]
+            command = _command(target, nprocs, free_port(), worker_args)
+            with open(run_dir / "torchrun.log", "wb") as log:
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                except subprocess.TimeoutExpired:
+                    _kill_all(proc, run_dir)
+                    raise LaunchError(
+                        f"{target} on {nprocs} processes did not finish within the timeout of {timeout:g} s; "
+                        "every process of the launch was killed"
+                    ) from None
+                except BaseException:  # an interrupted kernel must not leave the processes running
+                    _kill_all(proc, run_dir)
+                    raise
+            output = (run_dir / "torchrun.log").read_text(errors="replace")
+            # another program took the free port between our look and torchrun's bind (no worker ran): try another
+            port_taken = "EADDRINUSE" in output and not any(run_dir.glob("error*"))
+            if proc.returncode == 0 or not port_taken or attempt == _PORT_TRIES:
+                break
         if proc.returncode != 0:
             for rank in range(nprocs):
                 error_file = run_dir / f"error{rank}.txt"

@@ -72,6 +72,20 @@ def test_the_timeout_kills_every_process():
     assert _live_processes(SLEEPER) == []
 
 
+def test_a_port_taken_before_torchrun_binds_it_is_replaced(monkeypatch):
+    import socket
+
+    import lmbook.launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = [busy.getsockname()[1], free_port()]  # the first launch finds its port taken
+        monkeypatch.setattr(lmbook.launch, "free_port", lambda: ports.pop(0))
+        results = run_workers("lmbook.launch:rank_info", nprocs=1, timeout=60)
+    assert ports == [] and results == [{"rank": 0, "world_size": 1, "backend": "gloo"}]
+
+
 def test_the_printed_command_runs_the_function():
     command = torchrun_command("lmbook.launch:all_reduce_ranks", nprocs=1, n=2)
     assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node" in command
