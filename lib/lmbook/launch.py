@@ -42,7 +42,8 @@ from pathlib import Path
 TRACEBACK_LINES = 25  # how many lines of a failing rank's traceback a LaunchError shows
 _PRINT_LIMIT = 1000  # characters of rank 0's return value a command-line run prints
 _KILL_GRACE = 5.0  # seconds torchrun gets to stop its workers after SIGTERM before everything is killed
-_PORT_TRIES = 3  # launches on a fresh port when the port was taken before torchrun could bind it
+_PORT_TRIES = 3  # launches on a fresh port when the port was taken or the processes failed to connect
+_STARTUP_FAILED = "lmbook.launch: the process group could not be set up\n"  # first line of such a rank's error file
 
 
 class LaunchError(RuntimeError):
@@ -245,10 +246,16 @@ def run_workers(target: str, nprocs: int = 2, timeout: float = 120.0, **kwargs) 
                     _kill_all(proc, run_dir)
                     raise
             output = (run_dir / "torchrun.log").read_text(errors="replace")
-            # another program took the free port between our look and torchrun's bind (no worker ran): try another
-            port_taken = "EADDRINUSE" in output and not any(run_dir.glob("error*"))
-            if proc.returncode == 0 or not port_taken or attempt == _PORT_TRIES:
+            errors = [f.read_text(errors="replace") for f in run_dir.glob("error*")]
+            # Another program took the free port between our look and torchrun's bind (no worker ran), or the
+            # processes could not connect to each other (gloo's "connectFullMesh failed" on a loaded machine):
+            # no rank has run the function yet, so the launch starts again on another port.
+            port_taken = "EADDRINUSE" in output and not errors
+            startup_failed = bool(errors) and all(e.startswith(_STARTUP_FAILED) for e in errors)
+            if proc.returncode == 0 or not (port_taken or startup_failed) or attempt == _PORT_TRIES:
                 break
+            for leftover in [*run_dir.glob("error*"), *run_dir.glob("pid*"), *run_dir.glob("result*")]:
+                leftover.unlink()
         if proc.returncode != 0:
             for rank in range(nprocs):
                 error_file = run_dir / f"error{rank}.txt"
@@ -328,11 +335,18 @@ def _main(argv: list[str] | None = None) -> None:
         backend, dev = backend_and_device()
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend)
+        try:
+            dist.init_process_group(backend)
+            if dist.get_world_size() > 1:
+                dist.barrier()  # every connection is made before any rank runs the function
+        except BaseException:
+            if out_dir is not None:
+                (out_dir / f"error{rank}.txt").write_text(_STARTUP_FAILED + traceback.format_exc())
+            raise
         result = function(**kwargs)
         dist.destroy_process_group()
     except BaseException:
-        if out_dir is not None:
+        if out_dir is not None and not (out_dir / f"error{rank}.txt").exists():
             (out_dir / f"error{rank}.txt").write_text(traceback.format_exc())
         raise
     if out_dir is not None:

@@ -135,3 +135,42 @@ def test_free_port_can_be_bound():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def _count_launches(monkeypatch, fail_first_startup: bool) -> list[int]:
+    """Replace run_workers' command: record each launch; the first one fails to set up its process group if asked."""
+    import sys
+
+    import lmbook.launch
+
+    real, calls = lmbook.launch._command, []
+
+    def command(target, nprocs, port, worker_args):
+        calls.append(port)
+        if fail_first_startup and len(calls) == 1:  # what a rank writes when gloo cannot connect the processes
+            out_dir = worker_args[worker_args.index("--out-dir") + 1]
+            text = lmbook.launch._STARTUP_FAILED + "RuntimeError: Gloo connectFullMesh failed"
+            return [
+                sys.executable,
+                "-c",
+                f"import pathlib; pathlib.Path({out_dir!r}, 'error0.txt').write_text({text!r}); raise SystemExit(1)",
+            ]
+        return real(target, nprocs, port, worker_args)
+
+    monkeypatch.setattr(lmbook.launch, "_command", command)
+    return calls
+
+
+def test_processes_that_cannot_connect_are_launched_again(monkeypatch):
+    calls = _count_launches(monkeypatch, fail_first_startup=True)
+    assert run_workers("lmbook.launch:rank_info", nprocs=1, timeout=60) == [
+        {"rank": 0, "world_size": 1, "backend": "gloo"}
+    ]
+    assert len(calls) == 2
+
+
+def test_a_failure_in_the_function_is_not_launched_again(monkeypatch):
+    calls = _count_launches(monkeypatch, fail_first_startup=False)
+    with pytest.raises(LaunchError, match="rank 1"):
+        run_workers("tests.lib.test_launch:fail_on_rank_one", nprocs=2, timeout=60)
+    assert len(calls) == 1
