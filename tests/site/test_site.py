@@ -51,6 +51,7 @@ WIDGET_PAGES = {
     "chapters/07-attention/03-multi-head": (1, 2),
     "chapters/07-attention/06-looking-inside": (1, 2),
     "chapters/08-bert/06-looking-inside": (1, 2),
+    "chapters/09-scale/01-counting-the-cost": (1, 4),
 }
 
 

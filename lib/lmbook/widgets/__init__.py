@@ -14,7 +14,9 @@ widget's initial state without a kernel.
 - :mod:`lmbook.widgets.overfitting`: :class:`OverfittingExplorer` (chapter 4).
 - :mod:`lmbook.widgets.threshold`: :class:`ThresholdExplorer` (chapter 4).
 - :mod:`lmbook.widgets.cnn`: :class:`CNNViewer` (chapter 5).
+- :mod:`lmbook.widgets.rnn`: :class:`GradientFlowViewer` (chapter 6).
 - :mod:`lmbook.widgets.attention`: :class:`AttentionViewer`, :class:`PositionalEncodingExplorer` (chapter 7).
+- :mod:`lmbook.widgets.scale`: :class:`ComputeCalculator` (chapter 9).
 - :mod:`lmbook.widgets.blitting`: :class:`~lmbook.widgets.blitting.BlitFigureImage`, a faster FigureImage.
 """
 
@@ -67,3 +69,7 @@ __all__ += ["CNNViewer", "cnn_view", "tile"]
 from lmbook.widgets.rnn import GradientFlowViewer, gradient_flow  # noqa: E402  (chapter 6)
 
 __all__ += ["GradientFlowViewer", "gradient_flow"]
+
+from lmbook.widgets.scale import ComputeCalculator, compute_estimate  # noqa: E402  (chapter 9)
+
+__all__ += ["ComputeCalculator", "compute_estimate"]
