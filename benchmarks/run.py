@@ -558,7 +558,7 @@ def bench_widgets(quick: bool) -> dict:
 
 
 def bench_later_widgets(repeats: int) -> dict[str, float]:
-    """Median update latency (ms) of the widgets of chapters 3 to 8, each control moved ``repeats`` times."""
+    """Median update latency (ms) of the widgets of chapters 3 to 9, each control moved ``repeats`` times."""
     import numpy as np
 
     from lmbook.widgets import LearningRateExplorer, OptimizerRace, OverfittingExplorer, ThresholdExplorer
@@ -642,6 +642,17 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     flow = GradientFlowViewer()  # chapter 6: the gradient per time step of a random RNN
     out["GradientFlowViewer: move the radius slider"] = sweep(flow, "radius", cycle(list(RECORDED_RADII)))
     out["GradientFlowViewer: move the length slider"] = sweep(flow, "T", cycle(list(RECORDED_LENGTHS)))
+
+    from lmbook.widgets import ComputeCalculator
+    from lmbook.widgets.scale import DEVICE_OPTIONS, PARAMETER_OPTIONS
+
+    calculator = ComputeCalculator()  # chapter 9: FLOPs, memory per device and days of training
+    sizes = [value for _, value in PARAMETER_OPTIONS]
+    out["ComputeCalculator: move the model-size slider"] = sweep(calculator, "n_params", cycle(sizes[1:] + sizes[:1]))
+    out["ComputeCalculator: move the accelerator-count slider"] = sweep(
+        calculator, "n_devices", cycle(list(DEVICE_OPTIONS[1:]) + [DEVICE_OPTIONS[0]])
+    )
+    out["ComputeCalculator: change the precision"] = sweep(calculator, "precision", cycle(["fp32", "bf16", "mixed"]))
     return out
 
 
