@@ -1399,7 +1399,9 @@ def render_markdown(results: dict) -> str:
     for name, title in titles.items():
         if name in sections:
             s = sections[name]
-            lines += [title, "", _sentence(s["what"]), "", _section_meta(s), ""] + _rows_table(s["rows"])
+            lines += [title, "", _sentence(s["what"]), "", _section_meta(s), ""]
+            for part_name, part in s.get("parts", {"": s}).items():  # one table per part: their columns differ
+                lines += ([f"**{part_name}**", ""] if part_name else []) + _rows_table(part["rows"])
     for name in SECTIONS:
         if name in sections:
             all_targets += [(name, t) for t in sections[name]["targets"]]
