@@ -81,6 +81,13 @@ AXE_RUN = """async options => {
     }));
 }"""
 
+# Resolves when every image of the page is decoded (or after 5 s) and two frames have been drawn since.
+IMAGES_PAINTED = """async () => {
+    const decoded = Promise.all(Array.from(document.images).map(img => img.decode().catch(() => null)));
+    await Promise.race([decoded, new Promise(resolve => setTimeout(resolve, 5000))]);
+    await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+}"""
+
 # For each image printed by a cell: the first opaque background behind it, from the image itself outwards.
 FIGURE_BACKGROUNDS = """() => Array.from(document.querySelectorAll('.cell_output img')).map(img => {
     for (let el = img; el; el = el.parentElement) {
@@ -203,13 +210,19 @@ def readings(browser, site_url):
             # The figures' boxes must be where the screenshot shows them: on a loaded machine the page can still
             # be settling after the viewport and theme changes (a widget or a formula re-laid out), which moves
             # every figure below it. Take the screenshot again until the boxes before and after it agree.
+            # A figure can also be caught before Chromium has painted it (a widget's picture is decoded from its
+            # data URL after the widget is drawn), which shows the page's dark background at its corner: wait for
+            # every image to be decoded and for two frames, and take the screenshot again (at most 4 times in all)
+            # while a corner is dark. A figure that really sits on a dark background stays dark every time.
             for _ in range(4):
+                page.evaluate(IMAGES_PAINTED)
                 page.screenshot(path=str(path), full_page=True)
                 settled = page.evaluate(FIGURE_BACKGROUNDS)
-                if [f["box"] for f in settled] == [f["box"] for f in figures]:
-                    break
+                background, corners, _ = sample_screenshot(path, [f["box"] for f in settled if f["box"]])
+                boxes_agree = [f["box"] for f in settled] == [f["box"] for f in figures]
                 figures = settled
-            background, corners, _ = sample_screenshot(path, [f["box"] for f in figures if f["box"]])
+                if boxes_agree and all(is_light(c) for c in corners):
+                    break
             reading.shot_background, reading.shot_figure_pixels = background, corners
         page.evaluate("() => localStorage.clear()")
     yield found
