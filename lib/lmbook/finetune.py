@@ -336,6 +336,7 @@ def finetune(
     config: FinetuneConfig | None = None,
     device=None,
     progress: bool = True,
+    loss_fn=None,
 ) -> FinetuneLog:
     """Fine-tune a classifier in place: AdamW, linear warm-up and decay, gradient clipping, mixed precision on a GPU.
 
@@ -356,6 +357,10 @@ def finetune(
         device: a ``torch.device`` or name; None: where the model is (:func:`lmbook.device.training_device`).
             To use a GPU, pass ``device=lmbook.device()``.
         progress: show a progress bar and print one line per epoch.
+        loss_fn: the training loss, called as ``loss_fn(logits, labels, idx)`` with the batch's ``(B, K)``
+            float32 logits, its ``(B,)`` labels and the ``(B,)`` positions of its sentences in ``train`` (so a
+            loss can look up per-sentence data, such as a teacher's logits for distillation,
+            :mod:`lmbook.distill`); it returns a scalar. None: the mean cross-entropy with the labels.
 
     Returns:
         A :class:`FinetuneLog`.
@@ -394,7 +399,10 @@ def finetune(
                 batch, target = _take(enc, idx, dev), y[idx].to(dev)
                 with autocast(dev, amp_dtype):
                     logits = model(**batch)  # (B, K)
-                loss = F.cross_entropy(logits.float(), target)
+                if loss_fn is None:
+                    loss = F.cross_entropy(logits.float(), target)
+                else:
+                    loss = loss_fn(logits.float(), target, idx.to(dev))
                 lrs.append(current_lr(opt))
                 max_norm = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: measure only
                 norms.append(optimizer_step(loss, model, opt, schedule, scaler, max_norm))  # the norm before clipping
@@ -545,3 +553,58 @@ def embed_layers(
 
     vectors = _batched_outputs(pooled_layers, tokenizer, texts, batch_size, max_length, dev)
     return vectors.transpose(0, 1).numpy().astype(np.float32)
+
+
+# ----- the book's fine-tuned sentiment classifier, trained once ---------------------------------------------------
+
+
+def sentiment_classifier(
+    config: FinetuneConfig | None = None, pooling: str = "mean", seed: int = 0, use_cache: bool = True, folder=None
+) -> tuple[BertClassifier, object, dict]:
+    """Chapter 8's fine-tuned classifier: all-MiniLM-L6-v2 with a mean-pooling head, trained on the book's 300
+    training sentences (:func:`lmbook.sentiment.load_sentiment`), in evaluation mode on the CPU.
+
+    The first call fine-tunes it (about twenty seconds on two cores with :meth:`FinetuneConfig.cpu`) and stores the
+    weights with :func:`lmbook.cache.cached`; later calls with the same arguments, from any process, load them.
+    The key holds the configuration, ``pooling``, ``seed``, torch's version and the source of the code that
+    trains (this module, :mod:`lmbook.bert`, the data file), so a changed recipe trains again. One CPU thread
+    makes the run reproducible, so a loaded model equals a freshly trained one.
+
+    Args:
+        config: the recipe; None: :meth:`FinetuneConfig.cpu` (chapter 8's).
+        pooling, seed: as for :class:`BertClassifier`. use_cache: False always trains (nothing is stored).
+        folder: the cache folder; None: :func:`lmbook.cache.cache_dir`.
+
+    Returns:
+        ``(model, tokenizer, info)``: ``info`` holds ``"val_accuracy"`` (after the last epoch), ``"seconds"``
+        (of the fine-tuning run, whenever it happened) and ``"cached"`` (True when loaded).
+    """
+    from lmbook.bert import load_pretrained
+    from lmbook.cache import cached, source_digest
+    from lmbook.sentiment import load_sentiment
+
+    config = FinetuneConfig.cpu() if config is None else config
+    bert, tokenizer, _ = load_pretrained("minilm")
+    model = BertClassifier(bert, num_labels=2, pooling=pooling, dropout=0.1, seed=seed)
+
+    def build() -> dict:
+        log = finetune(
+            model, tokenizer, load_sentiment("train"), load_sentiment("val"), config, device="cpu", progress=False
+        )
+        state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        return {"state": state, "val_accuracy": float(log.val_accuracy[-1]), "seconds": float(log.seconds)}
+
+    if not use_cache:
+        result, hit = build(), False
+    else:
+        parts = {
+            "config": repr(config),
+            "pooling": pooling,
+            "seed": seed,
+            "source": source_digest("finetune", "bert", "wordpiece", "loop", "datasets/sentiment.tsv"),
+        }
+        result, hit = cached("sentiment-classifier", parts, build, folder)
+        if hit:
+            model.load_state_dict(result["state"])
+    model.eval()
+    return model, tokenizer, {"val_accuracy": result["val_accuracy"], "seconds": result["seconds"], "cached": hit}
