@@ -343,13 +343,6 @@ def bench_optim(quick: bool) -> dict:
 
 # ----- (d) attention and the tiny GPT ------------------------------------------------------------------------
 
-# Dense peak throughput of GPUs we may meet, for model FLOPs utilisation (MFU); bf16/fp16 tensor cores, no sparsity.
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0, "V100": 125.0}
-
-
-def _peak_tflops(name: str) -> float | None:
-    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-
 
 def bench_attention(quick: bool) -> dict:
     """From-scratch attention against torch's SDPA, and tiny-GPT training throughput (CPU; GPU when present)."""
@@ -359,6 +352,7 @@ def bench_attention(quick: bool) -> dict:
     from lmbook.attention import causal_mask, scaled_dot_product_attention
     from lmbook.device import device as pick_device
     from lmbook.gpt import GPT, GPTConfig, train_gpt
+    from lmbook.hardware import peak_tflops
     from lmbook.language_model import LMTrainConfig
     from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens
     from lmbook.transformer import count_flops
@@ -396,7 +390,8 @@ def bench_attention(quick: bool) -> dict:
         flops_per_token = count_flops(config)["forward_per_token"] * 3  # forward + backward
         achieved = flops_per_token * log.tokens_per_second
         device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_model()
-        peak = _peak_tflops(device_name) if dev.type == "cuda" else None
+        # Model FLOPs utilisation against the data sheet's 16-bit tensor-core peak (lmbook.hardware), as before.
+        peak = (peak_tflops(device_name, "bf16") or peak_tflops(device_name, "fp16")) if dev.type == "cuda" else None
         runs.append({
             "size": name, "device": device_name, "parameters": params, "steps": steps, "batch": batch,
             "context": config.max_len, "seconds": log.seconds, "tokens_per_second": log.tokens_per_second,

@@ -25,6 +25,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from lmbook.hardware import MEMORY_GB, PEAK_TFLOPS, SOURCE
 from lmbook.testing import check_choice
 from lmbook.transformer import KNOWN_MODELS, TransformerConfig, count_parameters
 
@@ -284,12 +285,19 @@ class Accelerator:
         return self.peak_flops["fp32" if precision == "fp32" else "bf16"]
 
 
+def _datasheet(key: str, name: str) -> Accelerator:
+    peaks = PEAK_TFLOPS[key]
+    return Accelerator(
+        name,
+        {"fp32": peaks["fp32"] * 1e12, "bf16": peaks["bf16"] * 1e12},
+        MEMORY_GB[key] * 1e9,
+        SOURCE.format(name=key, precision="fp32 and bf16"),
+    )
+
+
 ACCELERATORS: dict[str, Accelerator] = {
-    "A100": Accelerator(
-        "NVIDIA A100 SXM 80GB", {"fp32": 19.5e12, "bf16": 312e12}, 80e9, "NVIDIA A100 Tensor Core GPU datasheet"
-    ),
-    "H100": Accelerator(
-        "NVIDIA H100 SXM 80GB", {"fp32": 67e12, "bf16": 989.5e12}, 80e9, "NVIDIA H100 Tensor Core GPU datasheet"
-    ),
+    "A100": _datasheet("A100", "NVIDIA A100 SXM 80GB"),
+    "H100": _datasheet("H100", "NVIDIA H100 SXM 80GB"),
 }
-"""Two accelerators with their datasheet peaks (dense; the H100 sheet's 1,979 TFLOP/s bf16 is with sparsity)."""
+"""Two accelerators with their data-sheet peaks from :data:`lmbook.hardware.PEAK_TFLOPS` (dense; the H100 sheet's
+1,979 TFLOP/s bf16 is with sparsity) and memory."""

@@ -6,7 +6,7 @@ Introduced in chapter 9, Compute, memory and scale. A training step of a languag
 rate; divided by the device's **peak** rate, it is the model FLOPs utilisation of Chowdhery et al. (2022,
 "PaLM: Scaling language modeling with pathways"), the share of the hardware's arithmetic that goes into the model.
 
-A GPU's peak comes from its maker's data sheet (:data:`PEAK_TFLOPS`, dense arithmetic, no sparsity). A CPU has
+A GPU's peak comes from its maker's data sheet (:data:`lmbook.hardware.PEAK_TFLOPS`, dense, no sparsity). A CPU has
 no such single number, so :func:`device_peak` measures one: the rate of a large matrix product in the same
 precision, the best a real kernel reaches on that machine (and so an upper bound that is actually attainable).
 
@@ -26,26 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmbook.hardware import PEAK_TFLOPS, SOURCE, match_gpu
 from lmbook.language_model import next_token_loss
 from lmbook.loop import autocast, optimizer_step
 from lmbook.testing import check_choice
-
-PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H100 PCIe": {"fp32": 51.0, "bf16": 756.0, "fp16": 756.0},
-    "H100 NVL": {"fp32": 60.0, "bf16": 835.0, "fp16": 835.0},
-    "H100": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
-    "H200": {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0},
-    "A100": {"fp32": 19.5, "bf16": 312.0, "fp16": 312.0},
-    "L40S": {"fp32": 91.6, "bf16": 362.0, "fp16": 362.0},
-    "L4": {"fp32": 30.3, "bf16": 121.0, "fp16": 121.0},
-    "T4": {"fp32": 8.1, "fp16": 65.0},
-    "V100": {"fp32": 15.7, "fp16": 125.0},
-}
-"""Peak dense TFLOP/s of GPUs by a part of their name (the first match wins, so longer names come first) and by
-precision: ``"fp32"`` without TF32, ``"bf16"``/``"fp16"`` on tensor cores, as NVIDIA's data sheets state them
-(SXM versions unless the name says otherwise; the sheets' larger "with sparsity" figures are halved)."""
-
-PEAK_SOURCE = "NVIDIA's data sheet for the {name} (dense {precision}, no sparsity)"
 
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """The dtype each precision name computes in (with autocast, the matrix products; weights stay fp32)."""
@@ -92,15 +76,16 @@ def matmul_flops_per_second(device, precision: str = "fp32", n: int = 1024, repe
 
 
 def device_peak(device, precision: str = "fp32", n: int = 1024) -> Peak:
-    """The peak FLOP rate of ``device`` in ``precision``: a GPU's data-sheet figure from :data:`PEAK_TFLOPS`, or,
-    for a CPU or a GPU the table does not list, a measured :func:`matmul_flops_per_second` (named as measured)."""
+    """The peak FLOP rate of ``device`` in ``precision``: a GPU's data-sheet figure from
+    :data:`lmbook.hardware.PEAK_TFLOPS`, or, for a CPU or a GPU the table does not list, a measured
+    :func:`matmul_flops_per_second` (named as measured)."""
     check_choice(precision, PRECISION_DTYPES, "precision")
     device = torch.device(device)
     name = device_name(device)
     if device.type == "cuda":
-        for key, peaks in PEAK_TFLOPS.items():
-            if key in name and precision in peaks:
-                return Peak(peaks[precision] * 1e12, PEAK_SOURCE.format(name=key, precision=precision))
+        key = match_gpu(name)
+        if key is not None and precision in PEAK_TFLOPS[key]:
+            return Peak(PEAK_TFLOPS[key][precision] * 1e12, SOURCE.format(name=key, precision=precision))
     rate = matmul_flops_per_second(device, precision, n)
     return Peak(rate, f"measured: a {n} x {n} matrix product in {precision} on {name}")
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_gpu_peaks_come_from_the_table_with_their_source(monkeypatch):
     monkeypatch.setattr(throughput, "device_name", lambda device: "NVIDIA H100 PCIe")
     peak = device_peak(torch.device("cuda"), "bf16")
-    assert peak.flops == 756e12 and "H100 PCIe" in peak.source and "data sheet" in peak.source
+    assert peak.flops == 756.5e12 and "H100 PCIe" in peak.source and "data sheet" in peak.source
     monkeypatch.setattr(throughput, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     assert device_peak(torch.device("cuda"), "fp32").flops == 67e12
     for peaks in PEAK_TFLOPS.values():
@@ -68,3 +68,15 @@ def test_top_operators_find_the_matrix_product():
     assert ops[0]["operator"] == "aten::mm" and ops[0]["calls_per_step"] == 1
     assert 0 < ops[0]["share"] <= 1
     assert sum(op["share"] for op in top_operators(lambda: a @ a, steps=1, top=None)) == pytest.approx(1.0)
+
+
+def test_one_datasheet_table_behind_every_peak():
+    from lmbook.cost import ACCELERATORS
+    from lmbook.hardware import MEMORY_GB, match_gpu, peak_tflops
+
+    for key, accelerator in ACCELERATORS.items():
+        assert accelerator.peak_flops == {p: PEAK_TFLOPS[key][p] * 1e12 for p in ("fp32", "bf16")}
+        assert accelerator.memory == MEMORY_GB[key] * 1e9
+    assert match_gpu("NVIDIA H100 PCIe") == "H100 PCIe" and match_gpu("NVIDIA H100 80GB HBM3") == "H100"
+    assert peak_tflops("Tesla T4", "bf16") is None and peak_tflops("Tesla T4", "fp16") == 65.0
+    assert peak_tflops("a CPU", "fp32") is None
