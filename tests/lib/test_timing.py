@@ -51,3 +51,55 @@ def test_bad_arguments_are_named():
         time_call(lambda: None, statistic="mean")
     with pytest.raises(ValueError, match="repeats >= 1"):
         time_call(lambda: None, repeats=0)
+
+
+def test_measure_latency_keeps_every_timed_call_after_the_warm_up(fake_clock):
+    from lmbook.timing import measure_latency
+
+    fn, state = fake_clock([100.0, 100.0, 0.004, 0.001, 0.002, 0.003, 0.005])  # two slow warm-up calls, not timed
+    latency = measure_latency(fn, warmup=2, repeats=5, threads=None)
+    assert state["calls"] == 7
+    assert latency.times.tolist() == pytest.approx([0.004, 0.001, 0.002, 0.003, 0.005])
+    assert latency.median == pytest.approx(0.003) and latency.ms == pytest.approx(3.0)
+    assert latency.q1 == pytest.approx(0.002) and latency.q3 == pytest.approx(0.004)
+    assert (latency.warmup, latency.threads) == (2, None)
+    assert str(latency) == "3 ms (IQR 2-4 ms, 5 runs, threads as set)"
+
+
+def test_latency_string_names_runs_and_threads():
+    import numpy as np
+
+    from lmbook.timing import Latency
+
+    latency = Latency(times=np.array([0.0119, 0.0123, 0.0128]), threads=1, warmup=5)
+    assert str(latency) == "12.3 ms (IQR 12.1-12.6 ms, 3 runs, 1 thread)"
+    slow = Latency(times=np.array([0.2534]), threads=2, warmup=0)
+    assert str(slow) == "253 ms (IQR 253-253 ms, 1 run, 2 threads)"
+    with pytest.raises(AttributeError):
+        latency.threads = 2  # frozen
+
+
+def test_measure_latency_sets_the_thread_count_and_restores_it():
+    import torch
+
+    from lmbook.timing import measure_latency
+
+    before = torch.get_num_threads()
+    seen = []
+    latency = measure_latency(lambda: seen.append(torch.get_num_threads()), warmup=1, repeats=3, threads=1)
+    assert seen == [1, 1, 1, 1] and latency.threads == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        measure_latency(lambda: None, threads=0)
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        measure_latency(lambda: None, repeats=0)
+    assert torch.get_num_threads() == before
+
+
+def test_measure_latency_times_a_real_call():
+    import time
+
+    from lmbook.timing import measure_latency
+
+    latency = measure_latency(lambda: time.sleep(0.01), warmup=0, repeats=3)
+    assert 0.009 < latency.median < 0.5 and latency.q1 <= latency.median <= latency.q3
