@@ -51,8 +51,14 @@ def _count_to_prune(sparsity: float, n: int) -> int:
 
 
 def _smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` smallest entries of the 1-D ``scores``; ties go to the lower index (a stable sort)."""
-    return torch.sort(scores, stable=True).indices[:k]
+    """Indices of the ``k`` smallest entries of the 1-D ``scores``; among entries equal to the ``k``-th smallest,
+    the lower indices are taken first. ``kthvalue`` finds the threshold without sorting everything."""
+    if k == 0:
+        return torch.zeros(0, dtype=torch.long, device=scores.device)
+    threshold = torch.kthvalue(scores, k).values
+    below = (scores < threshold).nonzero().flatten()
+    tied = (scores == threshold).nonzero().flatten()[: k - len(below)]  # nonzero() lists indices in order
+    return torch.cat([below, tied])
 
 
 def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:

@@ -191,3 +191,13 @@ def test_keep_masks_survives_training_then_becomes_permanent():
     assert not hasattr(pruned.encoder[0].fc1, "weight_orig")
     assert isinstance(pruned.encoder[0].fc1.weight, nn.Parameter)
     assert sparsity_of(pruned, layers=prunable_layers(model)) == 0.5
+
+
+def test_many_ties_follow_a_stable_sort():
+    torch.manual_seed(0)
+    w = torch.randint(-3, 4, (40, 30)).float()  # 7 values: thousands of ties
+    for sparsity in (0.1, 0.33, 0.5, 0.8):
+        k = round(sparsity * w.numel())
+        expected = torch.ones(w.numel(), dtype=torch.bool)
+        expected[torch.sort(w.abs().flatten(), stable=True).indices[:k]] = False
+        assert torch.equal(magnitude_mask(w, sparsity).flatten(), expected)
