@@ -21,13 +21,23 @@ per output channel, one row of a ``Linear`` weight each). An outlier in one chan
 The scales follow the same formulas as PyTorch's observers and torchao's ``choose_qparams_affine`` (the symmetric
 scale divides by ``(q_max - q_min) / 2``), so :func:`quantize` returns the same integers as
 ``torch.quantize_per_tensor`` and ``torch.quantize_per_channel``; the tests check it.
+
+:class:`QuantizedLinear` computes a ``Linear`` layer in integers: int8 weights times int8 activations, summed
+exactly in int32 (:func:`integer_matmul`), then rescaled by the two scales; its output equals torchao's, bit for
+bit. :func:`quantize_model` hands a whole model to torchao (PyTorch's maintained quantisation library,
+https://github.com/pytorch/ao) with one of :data:`QUANT_METHODS`.
 """
 
 from __future__ import annotations
 
-import torch
+import copy
+import logging
+from collections.abc import Iterable
 
-from lmbook.testing import check_choice
+import torch
+from torch import nn
+
+from lmbook.testing import check_choice, check_shape
 
 SCHEMES = ("affine", "symmetric")
 """How :func:`quant_params` chooses the scale and zero point: ``"affine"`` (any zero point, the range fits
@@ -206,3 +216,134 @@ def fake_quantize(
     scale = torch.as_tensor(scale, dtype=x.dtype, device=x.device)
     zero_point = torch.as_tensor(zero_point, device=x.device)
     return _FakeQuantize.apply(x, scale, zero_point, _check_bits(bits))
+
+
+def integer_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for int8 matrices ``(M, K)`` and ``(K, N)``, accumulated exactly in int32: ``(M, N)`` int32.
+
+    One product of two int8 numbers fits in 16 bits and a sum of ``K`` of them in ``16 + log2(K)`` bits, so int32
+    holds any sum up to ``K = 2^15`` exactly. ``torch._int_mm`` is PyTorch's int8 x int8 -> int32 kernel (the one
+    torchao calls); where it refuses a shape, the product is done in int32 by the general integer matmul.
+    """
+    if a.dtype != torch.int8 or b.dtype != torch.int8:
+        raise TypeError(f"a and b must be int8 tensors, got {a.dtype} and {b.dtype}")
+    check_shape(a, ("M", "K"), "a", dims := {})
+    check_shape(b, ("K", "N"), "b", dims)
+    try:
+        return torch._int_mm(a, b)
+    except RuntimeError:
+        return a.to(torch.int32) @ b.to(torch.int32)
+
+
+class QuantizedLinear(nn.Module):
+    """A ``Linear`` layer that multiplies int8 activations by int8 weights and accumulates in int32.
+
+    The weight ``W`` ``(C_out, C_in)`` is quantised once, symmetric per output channel: ``W ~ s_w * W_q`` with one
+    scale per row. Each input ``x`` is quantised when it arrives (dynamic quantisation), symmetric with one scale
+    for the whole tensor: ``x ~ s_x * x_q``. Then
+
+        y = x W^T + b  ~  s_x * (x_q W_q^T) * s_w^T + b
+
+    where ``x_q W_q^T`` is a product of integers, exact in int32 (:func:`integer_matmul`); the floats only rescale
+    its result. Symmetric scales (zero points 0) are what keep the integer product free of correction terms. The
+    same arithmetic, in the same order, as torchao's ``Int8DynamicActivationInt8WeightConfig`` with per-tensor
+    activation scales (``granularity=[PerTensor(), PerRow()]``).
+
+    Args:
+        linear: the float layer to quantise (left unchanged).
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        W = linear.weight.detach().float()  # (C_out, C_in)
+        scale, zero_point = quant_params(W, 8, "symmetric", axis=0)  # (C_out, 1) each; zero points all 0
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_q", quantize(W, scale, zero_point))  # (C_out, C_in) int8
+        self.register_buffer("weight_scale", scale)  # (C_out, 1)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_shape(x, (*[None] * (x.ndim - 1), "C_in"), "x", {"C_in": self.in_features})  # (*, C_in)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features).float()  # (B, C_in), all leading axes flattened
+        s_x, _ = quant_params(x2, 8, "symmetric")  # one scale for the whole input, zero point 0
+        x_q = quantize(x2, s_x, 0)  # (B, C_in) int8
+        acc = integer_matmul(x_q, self.weight_q.t())  # (B, C_out) int32, exact
+        y = (acc.float() * s_x) * self.weight_scale.t()  # rescale: s_x, then s_w per output column
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8 -> int32"
+
+
+QUANT_METHODS = ("int8-dynamic", "int8-weight", "int4-weight")
+"""What :func:`quantize_model` does with torchao: ``"int8-dynamic"`` int8 weights (per output channel) times int8
+activations quantised at run time (per token), int32 accumulation (``Int8DynamicActivationInt8WeightConfig``);
+``"int8-weight"`` int8 weights dequantised into a float matrix product (``Int8WeightOnlyConfig``);
+``"int4-weight"`` 4-bit weights, one scale and zero point per group of 32 (``IntxWeightOnlyConfig`` with
+``torch.int4``, the int4 path that runs on the CPU; it keeps each 4-bit value in an int8 byte)."""
+
+DEFAULT_SKIP = ("classifier",)
+"""Modules :func:`quantize_model` leaves in float unless told otherwise: the classification head of
+:class:`lmbook.finetune.BertClassifier` (a tiny layer whose errors go straight into the logits)."""
+
+
+def _torchao():
+    """Import torchao's quantisation API without the noise of its import: torchao logs a warning for each
+    optional compiled extension it cannot load (the MX-fp8 and CUTLASS GPU kernels, absent on a CPU), and
+    registering its enums logs a torch.compile deprecation notice. Both are harmless; they are silenced here,
+    only while torchao is imported."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        import torchao.quantization as tq
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+    return tq
+
+
+def torchao_config(method: str):
+    """The torchao configuration object behind ``method`` (one of :data:`QUANT_METHODS`)."""
+    check_choice(method, QUANT_METHODS, "method")
+    tq = _torchao()
+    if method == "int8-dynamic":
+        return tq.Int8DynamicActivationInt8WeightConfig()
+    if method == "int8-weight":
+        return tq.Int8WeightOnlyConfig()
+    return tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=tq.PerGroup(32))
+
+
+def quantize_model(model: nn.Module, method: str, skip: Iterable[str] | None = None) -> nn.Module:
+    """A quantised deep copy of ``model``: every ``nn.Linear`` quantised by torchao with ``method``.
+
+    Embeddings and layer norms are not ``Linear`` layers and stay in float; so do the modules named in ``skip``
+    (a name covers the module and everything inside it, e.g. ``"bert.encoder.layers.0"``). ``model`` itself is not
+    changed.
+
+    Args:
+        model: a float model on the CPU. method: one of :data:`QUANT_METHODS`.
+        skip: qualified module names (as in ``model.named_modules()``) to leave in float; ``None`` (the default)
+            skips those of :data:`DEFAULT_SKIP` that the model has (the classifier head); ``()`` quantises every
+            ``Linear`` layer.
+    """
+    config = torchao_config(method)
+    names = {name for name, _ in model.named_modules()}
+    skip = tuple(s for s in DEFAULT_SKIP if s in names) if skip is None else tuple(skip)
+    unknown = [name for name in skip if name not in names]
+    if unknown:
+        raise ValueError(f"skip names no module of the model: {', '.join(map(repr, unknown))}")
+
+    def chosen(module: nn.Module, name: str) -> bool:
+        skipped = any(name == s or name.startswith(s + ".") for s in skip)
+        return isinstance(module, nn.Linear) and not skipped
+
+    quantized = copy.deepcopy(model)
+    _torchao().quantize_(quantized, config, filter_fn=chosen)
+    return quantized

@@ -2,11 +2,26 @@
 integers against torch.quantize_per_tensor / quantize_per_channel, the rounding-error bound, fake quantisation and
 its straight-through gradient against torch.fake_quantize_per_tensor_affine / per_channel_affine."""
 
+import copy
+
 import pytest
 import torch
+from torch import nn
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
-from lmbook.quantize import dequantize, fake_quantize, quant_params, quant_range, quantize
+from lmbook.quantize import (
+    QUANT_METHODS,
+    QuantizedLinear,
+    _torchao,
+    dequantize,
+    fake_quantize,
+    integer_matmul,
+    quant_params,
+    quant_range,
+    quantize,
+    quantize_model,
+)
+from lmbook.testing import ShapeError
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -173,3 +188,86 @@ def test_bad_arguments_name_the_argument():
         quantize(x, 0.0, 0)
     with pytest.raises(ValueError, match="give both"):
         fake_quantize(x, scale=torch.tensor(0.1))
+
+
+def test_integer_matmul_is_exact():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randint(-128, 128, (5, 300), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (300, 17), generator=g, dtype=torch.int8)
+    a[0] = -128
+    b[:, 0] = -128  # the largest product, 300 times: 4,915,200 needs more than 16 bits
+    c = integer_matmul(a, b)
+    assert c.dtype == torch.int32
+    assert torch.equal(c.long(), a.long() @ b.long())
+    assert c[0, 0] == 300 * 128 * 128
+    with pytest.raises(TypeError, match="int8"):
+        integer_matmul(a.float(), b)
+    with pytest.raises(ShapeError, match=r"b: expected shape \(K, N\), got \(17, 300\) \[K=300\]"):
+        integer_matmul(a, b.t().contiguous())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_quantized_linear_matches_torchao_exactly(bias):
+    tq = _torchao()
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40, bias=bias)
+    x = torch.randn(3, 7, 96)
+    ours = QuantizedLinear(linear)
+    reference = copy.deepcopy(linear)
+    # torchao's int8 x int8 path with one activation scale per tensor (its default is one per token)
+    tq.quantize_(reference, tq.Int8DynamicActivationInt8WeightConfig(granularity=[tq.PerTensor(), tq.PerRow()]))
+    assert torch.equal(ours.weight_q, reference.weight.qdata)
+    assert torch.equal(ours.weight_scale, reference.weight.scale)
+    with torch.no_grad():
+        y, y_ref, y_float = ours(x), reference(x), linear(x)
+    assert y.shape == (3, 7, 40)
+    assert torch.equal(y, y_ref)  # the same integers and the same rescaling, bit for bit
+    assert 0 < (y - y_float).abs().max() < 0.05 * y_float.abs().max()
+
+
+def test_quantized_linear_checks_its_input():
+    layer = QuantizedLinear(nn.Linear(8, 4))
+    with pytest.raises(ShapeError, match=r"x: expected shape \(\*, C_in\), got \(2, 5\) \[C_in=8\]"):
+        layer(torch.randn(2, 5))
+    with pytest.raises(TypeError, match="nn.Linear"):
+        QuantizedLinear(nn.Conv1d(2, 2, 1))
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.encoder = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64))
+        self.classifier = nn.Linear(64, 2)
+
+    def forward(self, x):
+        return self.classifier(self.encoder(x))
+
+
+@pytest.mark.parametrize("method", QUANT_METHODS)
+def test_quantize_model_is_a_quantised_copy(method):
+    model = _Tiny().eval()
+    x = torch.randn(10, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = model(x)
+        quantized = quantize_model(model, method)
+        after = quantized(x)
+    assert type(model.encoder[0].weight) is nn.Parameter and type(model.encoder[0].weight.data) is torch.Tensor
+    assert torch.equal(model(x), before)  # the original is untouched
+    assert type(quantized.encoder[0].weight.data) is not torch.Tensor  # a torchao tensor subclass
+    assert type(quantized.classifier.weight.data) is torch.Tensor  # the head is skipped by default
+    tolerance = 0.05 if method.startswith("int8") else 0.25
+    assert 0 < (after - before).abs().max() < tolerance * before.abs().max()
+
+
+def test_quantize_model_skip():
+    model = _Tiny().eval()
+    everything = quantize_model(model, "int8-weight", skip=())
+    assert type(everything.classifier.weight.data) is not torch.Tensor
+    partly = quantize_model(model, "int8-weight", skip=["encoder.0"])
+    assert type(partly.encoder[0].weight.data) is torch.Tensor
+    assert type(partly.encoder[2].weight.data) is not torch.Tensor
+    with pytest.raises(ValueError, match="skip names no module of the model: 'head'"):
+        quantize_model(model, "int8-weight", skip=["head"])
+    with pytest.raises(ValueError, match="unknown method 'int3'; choose one of 'int8-dynamic', 'int8-weight'"):
+        quantize_model(model, "int3")
