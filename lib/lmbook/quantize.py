@@ -287,13 +287,20 @@ activations quantised at run time (per token), int32 accumulation (``Int8Dynamic
 ``"int4-weight"`` 4-bit weights, one scale and zero point per group of 32 (``IntxWeightOnlyConfig`` with
 ``torch.int4``, the int4 path that runs on the CPU; it keeps each 4-bit value in an int8 byte)."""
 
+VARIANT_NAMES = {
+    "int8-dynamic": "int8 dynamic (torchao)",
+    "int8-weight": "int8 weight-only (torchao)",
+    "int4-weight": "int4 weight-only (torchao)",
+}
+"""The name of each of :data:`QUANT_METHODS` in the chapter's tables (the float model is ``"float32"``)."""
+
 DEFAULT_SKIP = ("classifier",)
 """Modules :func:`quantize_model` leaves in float unless told otherwise: the classification head of
 :class:`lmbook.finetune.BertClassifier` (a tiny layer whose errors go straight into the logits)."""
 
 
-def _torchao():
-    """Import torchao's quantisation API without the noise of its import: torchao logs a warning for each
+def load_torchao():
+    """``torchao.quantization``, imported without the noise of torchao's import: torchao logs a warning for each
     optional compiled extension it cannot load (the MX-fp8 and CUTLASS GPU kernels, absent on a CPU), and
     registering its enums logs a torch.compile deprecation notice. Both are harmless; they are silenced here,
     only while torchao is imported."""
@@ -312,9 +319,10 @@ def _torchao():
 def torchao_config(method: str):
     """The torchao configuration object behind ``method`` (one of :data:`QUANT_METHODS`)."""
     check_choice(method, QUANT_METHODS, "method")
-    tq = _torchao()
+    tq = load_torchao()
     if method == "int8-dynamic":
-        return tq.Int8DynamicActivationInt8WeightConfig()
+        # set_inductor_config=False: the book runs eagerly, and tuning torch.compile's settings costs seconds.
+        return tq.Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
     if method == "int8-weight":
         return tq.Int8WeightOnlyConfig()
     return tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=tq.PerGroup(32))
@@ -345,5 +353,5 @@ def quantize_model(model: nn.Module, method: str, skip: Iterable[str] | None = N
         return isinstance(module, nn.Linear) and not skipped
 
     quantized = copy.deepcopy(model)
-    _torchao().quantize_(quantized, config, filter_fn=chosen)
+    load_torchao().quantize_(quantized, config, filter_fn=chosen)
     return quantized

@@ -11,11 +11,12 @@ from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObser
 
 from lmbook.quantize import (
     QUANT_METHODS,
+    VARIANT_NAMES,
     QuantizedLinear,
-    _torchao,
     dequantize,
     fake_quantize,
     integer_matmul,
+    load_torchao,
     quant_params,
     quant_range,
     quantize,
@@ -208,7 +209,7 @@ def test_integer_matmul_is_exact():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_quantized_linear_matches_torchao_exactly(bias):
-    tq = _torchao()
+    tq = load_torchao()
     torch.manual_seed(0)
     linear = nn.Linear(96, 40, bias=bias)
     x = torch.randn(3, 7, 96)
@@ -258,6 +259,11 @@ def test_quantize_model_is_a_quantised_copy(method):
     assert type(quantized.classifier.weight.data) is torch.Tensor  # the head is skipped by default
     tolerance = 0.05 if method.startswith("int8") else 0.25
     assert 0 < (after - before).abs().max() < tolerance * before.abs().max()
+
+
+def test_variant_names_cover_the_methods():
+    assert list(VARIANT_NAMES) == list(QUANT_METHODS)
+    assert len(set(VARIANT_NAMES.values())) == len(QUANT_METHODS)
 
 
 def test_quantize_model_skip():
