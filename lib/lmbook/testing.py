@@ -8,6 +8,7 @@ the boundary of each function turns such a silent error into a loud, readable on
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 Dim = int | str | None
@@ -21,6 +22,16 @@ def _format(shape: Sequence[Dim]) -> str:
     """Write a shape the way a reader writes it: ``(B, 2)``, ``(4,)``, ``(B, *)`` for "any size"."""
     parts = ["*" if d is None else str(d) for d in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _tracing() -> bool:
+    """True while torch traces code into a graph (``torch.export``, ``torch.compile``, ``torch.onnx.export``).
+
+    Sizes are then symbols that stand for every size the graph will accept, not numbers, so a check of them
+    belongs to the eager run (it has already run on the example inputs) and not to the graph.
+    """
+    torch = sys.modules.get("torch")  # never import torch here: numpy-only chapters use these checks too
+    return torch is not None and (torch.compiler.is_compiling() or torch.compiler.is_exporting())
 
 
 def check_choice(value, options, kind: str) -> None:
@@ -65,6 +76,8 @@ def check_shape(x, expected: Sequence[Dim], name: str = "x", dims: dict[str, int
     """
     if not hasattr(x, "shape"):
         raise TypeError(f"{name}: expected an array or tensor with a .shape, got {type(x).__name__}")
+    if _tracing():
+        return x  # symbolic sizes; reading them as numbers would fix the graph to the example's shape
     actual = tuple(int(d) for d in x.shape)
     expected = tuple(expected)
     # Work on a copy so that a failed check leaves the caller's ``dims`` untouched.
