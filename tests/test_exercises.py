@@ -329,6 +329,18 @@ REQUIRED_MISTAKES = {
         ("q6", "(p - 1) / m for the bubble"),
         ("q7", "ZeRO-1 sharding the gradients"),
     ],
+    "compression": [  # issue 15
+        ("q1", "the zero point overflows int8 (the range without 0, the zero point not clamped)"),
+        ("q1", "the zero point not rounded"),
+        ("q2", "rounding before scaling"),
+        ("q2", "no clamp into the integer range"),
+        ("q3", "one scale for the whole tensor"),
+        ("q4", "the scales left out"),
+        ("q5", "pruning by signed value instead of magnitude"),
+        ("q6", "a distillation loss without the T^2 factor"),
+        ("q7", "no warm-up calls"),
+        ("q7", "the mean instead of the median"),
+    ],
 }
 
 
