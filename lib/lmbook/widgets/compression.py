@@ -608,8 +608,7 @@ class CompressionExplorer(InteractiveWidget):
         self._output_curve.set_data(x, output_snr)
         self._weight_dot.set_data([i], [weight_snr[i]])
         self._output_dot.set_data([i], [output_snr[i]])
-        scales = "" if v["bits"] in FLOAT_FORMATS else f", {v['scheme']} {v['granularity']}"
-        self.ax_error.set_title(f"error, sparsity {v['sparsity']:.0%}{scales}", fontsize="medium")
+        self.ax_error.set_title(f"error at sparsity {v['sparsity']:.0%}", fontsize="medium")
 
         linear = [size.float32 - size.other] + [size.linear[s] for s in STORAGE_FORMATS]
         for k, (bar_linear, bar_other) in enumerate(zip(self._bars_linear.patches, self._bars_other.patches,
