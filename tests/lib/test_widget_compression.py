@@ -260,8 +260,9 @@ def test_record_grid_is_valid_and_holds_the_current_values(explorer):
     grid = check_grid(explorer, explorer.record_grid())
     assert grid["bits"] == list(BIT_WIDTHS) and grid["sparsity"] == [0.0, 0.5, 0.9]
     assert math.prod(len(v) for v in grid.values()) == 108 <= MAX_STATES
-    explorer.update(sparsity=0.3, scheme="symmetric")
+    explorer.update(sparsity=0.1 * 3, scheme="symmetric")  # 0.30000000000000004 is the slider's 0.3
     try:
+        assert explorer.values["sparsity"] == 0.3
         grid = check_grid(explorer, explorer.record_grid())
         assert grid["sparsity"] == [0.0, 0.3, 0.5, 0.9] and math.prod(len(v) for v in grid.values()) <= MAX_STATES
     finally:

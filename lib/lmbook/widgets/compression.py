@@ -368,7 +368,7 @@ class CompressionExplorer(InteractiveWidget):
         layer = by_short.get(_short(layer), layer)
         check_choice(layer, self.layers, "layer")
         self._curves: dict[tuple, list[LayerError]] = {}  # (layer, sparsity, scheme, axis) -> errors at every width
-        self._pruned: dict[tuple, torch.Tensor] = {}  # the same keys -> the pruned weight (the latest few)
+        self._pruned: dict[tuple, torch.Tensor] = {}  # (layer, sparsity) -> the pruned weight (the latest four)
         self._kept: dict[float, dict[str, int]] = {}  # sparsity -> non-zero entries of every layer
         wide = widgets.Layout(width="330px")
         self.controls = {
@@ -422,6 +422,8 @@ class CompressionExplorer(InteractiveWidget):
         check_choice(settings["layer"], self.layers, "layer")
 
     def update(self, **values) -> float:
+        """Set any of the controls by name and redraw once (see :meth:`InteractiveWidget.update`); a sparsity
+        may be given as any float equal to a slider step, e.g. ``0.1 * 3``."""
         if "sparsity" in values and not isinstance(values["sparsity"], bool):
             try:
                 values["sparsity"] = self._option("sparsity", values["sparsity"])
