@@ -277,3 +277,12 @@ def test_quantize_model_skip():
         quantize_model(model, "int8-weight", skip=["head"])
     with pytest.raises(ValueError, match="unknown method 'int3'; choose one of 'int8-dynamic', 'int8-weight'"):
         quantize_model(model, "int3")
+
+
+def test_more_than_8_bits_use_int16():
+    x = _weights(8)
+    scale, zero_point = quant_params(x, 12, "affine")
+    q = quantize(x, scale, zero_point, bits=12)
+    assert q.dtype == torch.int16 and int(q.min()) >= -2048 and int(q.max()) <= 2047
+    assert q.min() == -2048 and q.max() == 2047  # affine uses the whole range
+    assert ((dequantize(q, scale, zero_point) - x).abs() <= scale / 2 + 4e-7 * x.abs()).all()
