@@ -14,18 +14,19 @@ def test_per_channel_scales(per_channel_scales):
 
     def check(case, weight, bits):
         C_out, C_in = weight.shape
-        q_max = 2 ** (bits - 1) - 1
+        q_min, q_max = (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+        half = (q_max - q_min) / 2
         got = call_answer(per_channel_scales, weight.copy(), bits, name='per_channel_scales', seconds=2, case=case)
         shape = to_numpy(got, 'per_channel_scales(weight, bits)', case).shape
         if shape == (C_in,) and C_in != C_out:
             message = f'In the case {case}:\nthe result has shape ({C_in},), one scale per input column. A Linear weight of shape (C_out, C_in) = ({C_out}, {C_in}) has one output channel per row: take the maximum over each row (axis=1) to get {C_out} scales.'
             raise CheckFailed(message)
         if shape in ((), (1,)):
-            message = f'In the case {case}:\nthe result has shape {shape}: one scale for the whole tensor. Give every output channel (row) its own scale: an array of shape ({C_out},), max |w| over each row / {q_max}.'
+            message = f'In the case {case}:\nthe result has shape {shape}: one scale for the whole tensor. Give every output channel (row) its own scale: an array of shape ({C_out},), max |w| over each row / {half:g}.'
             raise CheckFailed(message)
         peak = np.abs(weight).max(axis=1)
-        known = {'Every row has the same scale, the one of the whole tensor. Give every output channel (row) its own: max |w| over that row, divided by q_max.': np.full(C_out, np.abs(weight).max() / q_max), 'This uses the largest signed weight of each row, max w, not the largest absolute value max |w|: a row whose largest weights are negative gets too small a scale, and they are clamped.': weight.max(axis=1) / q_max, f'This divides by 2^b - 1 = {2 ** bits - 1}, the steps of the affine range. The symmetric range is -q_max..q_max with q_max = 2^(b-1) - 1 = {q_max}: divide max |w| by {q_max}.': peak / (2 ** bits - 1), f'This divides by 2^(b-1) = {2 ** (bits - 1)}; q_max = 2^(b-1) - 1 = {q_max}.': peak / 2 ** (bits - 1)}
-        assert_close(got, peak / q_max, name='per_channel_scales(weight, bits)', case=case, mistakes=known)
+        known = {f'Every row has the same scale, the one of the whole tensor. Give every output channel (row) its own: max |w| over that row, divided by (q_max - q_min) / 2 = {half:g}.': np.full(C_out, np.abs(weight).max() / half), 'This uses the largest signed weight of each row, max w, not the largest absolute value max |w|: a row whose largest weights are negative gets too small a scale, and they are clamped.': weight.max(axis=1) / half, f"This divides by q_max - q_min = {q_max - q_min}, the affine range's steps. The symmetric range [-max |w|, max |w|] is centred on 0: it maps onto half of them on each side, so divide by (q_max - q_min) / 2 = {half:g}.": peak / (q_max - q_min), f"This divides by q_max = {q_max}, the restricted range -{q_max}..{q_max} that some libraries use. This question, the chapter, PyTorch's observers and torchao divide by (q_max - q_min) / 2 = {half:g}.": peak / q_max, f'This divides by 2^(b-1) = {2 ** (bits - 1)}; divide by (q_max - q_min) / 2 = {half:g}.': peak / 2 ** (bits - 1)}
+        assert_close(got, peak / half, name='per_channel_scales(weight, bits)', case=case, mistakes=known)
     rng = np.random.default_rng(3)
     weight = rng.normal(size=(4, 6)) * np.array([[0.02], [0.5], [0.1], [1.0]])
     weight[2, 3] = -0.9
