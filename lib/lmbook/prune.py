@@ -164,7 +164,8 @@ def prune_model(
     Unstructured: each layer's weight is multiplied by its :func:`magnitude_mask` (``scope="layer"``) or by its
     share of one :func:`global_magnitude_masks` (``scope="global"``). Structured: a fraction ``sparsity`` of each
     layer's output neurons (rows, :func:`structured_mask` with ``dim=0``) is removed, weights and bias, so the
-    neuron's output is exactly zero before the activation.
+    neuron's output is exactly zero before the activation (a batch norm right after the layer would still add its
+    shift to it: fold the norm into the layer first if the channel is to be cut out).
 
     Args:
         model: any ``nn.Module``. sparsity: in [0, 1]. structured: neurons (True) or single weights (False).

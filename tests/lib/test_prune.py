@@ -201,3 +201,16 @@ def test_many_ties_follow_a_stable_sort():
         expected = torch.ones(w.numel(), dtype=torch.bool)
         expected[torch.sort(w.abs().flatten(), stable=True).indices[:k]] = False
         assert torch.equal(magnitude_mask(w, sparsity).flatten(), expected)
+
+
+def test_prune_model_on_the_digits_cnn_prunes_convolutions_not_the_output_layer():
+    from lmbook.cnn import digits_cnn
+
+    cnn = digits_cnn(seed=0)
+    assert prunable_layers(cnn) == ["conv1", "conv2", "conv3"]
+    pruned = prune_model(cnn, 0.5, structured=True)
+    for name in ("conv1", "conv2", "conv3"):
+        filters = pruned.get_submodule(name).weight.flatten(1)  # (C_out, C_in k k)
+        assert (filters == 0).all(dim=1).float().mean() == 0.5
+        assert (pruned.get_submodule(name).bias == 0).float().mean() == 0.5
+    assert torch.equal(pruned.fc.weight, cnn.fc.weight)
