@@ -246,6 +246,10 @@ def test_constructor_checks_its_arguments(minilm):
         CompressionExplorer(model)
     with pytest.raises(ValueError, match="bits must be one of"):
         CompressionExplorer(*minilm, bits=10, texts=["a short sentence"])
+    with pytest.raises(ValueError, match="texts must be a non-empty list of sentences; got 'one sentence'"):
+        CompressionExplorer(*minilm, texts="one sentence")
+    with pytest.raises(ValueError, match="texts must be a non-empty list"):
+        CompressionExplorer(*minilm, texts=[])
 
 
 def test_a_classifier_is_explored_by_the_same_layer_names(minilm):

@@ -361,6 +361,8 @@ class CompressionExplorer(InteractiveWidget):
             from lmbook.sentiment import load_sentiment
 
             texts = load_sentiment("val")[0][:N_SENTENCES]
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError(f"texts must be a non-empty list of sentences; got {texts!r}")
         self.model = model.eval()
         self.layers = compressed_layers(model)
         # A classifier names its encoder "bert.encoder...": accept the short name too.
@@ -457,8 +459,9 @@ class CompressionExplorer(InteractiveWidget):
             self._kept[sparsity] = kept_entries(self.layers, sparsity)
         return self._kept[sparsity]
 
-    def compressed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current layer's weight ``(pruned, compressed)`` at the current settings."""
+    def compressed(self) -> tuple[torch.Tensor, tuple | None]:
+        """The current layer's weight compressed at the current settings, and the ``(scale, zero_point)`` of
+        its integer grid (None for the float formats)."""
         v = self.values
         key = (v["layer"], v["sparsity"])
         if key not in self._pruned:
@@ -467,19 +470,22 @@ class CompressionExplorer(InteractiveWidget):
             with torch.no_grad():
                 self._pruned[key] = prune_weight(self.layers[v["layer"]].weight.detach(), v["sparsity"])
         pruned = self._pruned[key]
-        with torch.no_grad():
-            return pruned, quantize_weight(pruned, v["bits"], v["scheme"], self.axis)
-
-    def levels(self, pruned: torch.Tensor) -> np.ndarray | None:
-        """The values the current integer grid represents (per channel: the channel of median scale); None for
-        the float formats."""
-        v = self.values
         if v["bits"] in FLOAT_FORMATS:
+            return quantize_weight(pruned, v["bits"]), None
+        with torch.no_grad():
+            # The grid's parameters once, for the picture's ticks as well (fake_quantize would choose the same).
+            params = quant_params(pruned, bits=v["bits"], scheme=v["scheme"], axis=self.axis)
+            compressed = fake_quantize(pruned, v["bits"], v["scheme"], self.axis, scale=params[0], zero_point=params[1])
+        return compressed, params
+
+    def levels(self, params: tuple | None) -> np.ndarray | None:
+        """The values that the integer grid of ``params`` (``(scale, zero_point)`` from :meth:`compressed`)
+        represents; per channel, the grid of the channel of median scale. None for the float formats."""
+        if params is None:
             return None
-        scale, zero_point = quant_params(pruned, bits=v["bits"], scheme=v["scheme"], axis=self.axis)
-        scale, zero_point = scale.reshape(-1), zero_point.reshape(-1)
+        scale, zero_point = params[0].reshape(-1), params[1].reshape(-1)
         row = int(torch.argsort(scale)[len(scale) // 2]) if self.axis == 0 else 0
-        q_min, q_max = quant_range(v["bits"])
+        q_min, q_max = quant_range(self.values["bits"])
         q = torch.arange(q_min, q_max + 1, dtype=torch.float64)
         return ((q - float(zero_point[row])) * float(scale[row])).numpy()
 
@@ -586,10 +592,10 @@ class CompressionExplorer(InteractiveWidget):
         self.error = curve[i]
         self.size = size = model_size(self.model, v["bits"], v["sparsity"], v["scheme"], self.axis,
                                       kept=self.kept(v["sparsity"]))  # fmt: skip
-        pruned, compressed = self.compressed()
+        compressed, params = self.compressed()
 
         self._compressed.set_data(values=self._histogram(compressed.flatten()))
-        levels = self.levels(pruned)
+        levels = self.levels(params)
         if levels is None:
             self._levels.set_segments([])
             self._grid_note.set_text(f"float{v['bits']}: no integer grid")
