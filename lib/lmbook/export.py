@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import os
 import pathlib
 import tempfile
@@ -187,7 +188,13 @@ def quantize_onnx(path, out_path) -> pathlib.Path:
 
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises, on the root logger, a shape-inference pass that changes nothing here
+    try:
+        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return out_path
 
 
@@ -317,7 +324,8 @@ def measure_variant(
             size_bytes = saved_bytes(model)
     if parameters is None:
         parameters = _count_parameters(model)
-    with torch.inference_mode():
+    # no_grad, not inference_mode: tensors made under inference_mode may not later become a quantised weight
+    with torch.no_grad():
         scores = evaluate(model, tokenizer, texts, labels)
         enc = tokenizer.batch_encode([texts[0] if sentence is None else sentence])
         batch = {k: torch.as_tensor(enc[k], dtype=torch.int64) for k in INPUT_NAMES}
@@ -371,19 +379,62 @@ def variant_table(variants, baseline: str = "float32") -> str:
     return "\n".join(lines)
 
 
+def _clusters(variants, size_tolerance: float = 0.03, accuracy_tolerance: float = 0.005) -> list[list[Variant]]:
+    """Variants whose points would overlap in :func:`plot_variants` (same accuracy, sizes within 3%), grouped."""
+    groups: list[list[Variant]] = []
+    for v in variants:
+        for group in groups:
+            first = group[0]
+            if (
+                abs(first.accuracy - v.accuracy) < accuracy_tolerance
+                and abs(math.log(first.size_bytes / v.size_bytes)) < size_tolerance
+            ):
+                group.append(v)
+                break
+        else:
+            groups.append([v])
+    return groups
+
+
 def plot_variants(variants, ax=None):
-    """Size on disk (log scale) against test accuracy, one labelled point per variant; returns the axes."""
+    """Size on disk (log scale) against test accuracy, one point per variant; returns the axes.
+
+    Variants that would sit on the same spot (e.g. a model and its exact ONNX export) share one point and one label;
+    labels of points at the same accuracy alternate above and below, so that they do not run into each other.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
     from lmbook.plotting import figure
 
     variants = list(variants)
     if ax is None:
         ax = figure(6.4, 4.0).add_subplot()
-    sizes = [v.size_bytes / 1e6 for v in variants]
+    groups = sorted(_clusters(variants), key=lambda g: g[0].size_bytes)
+    level_count: dict[float, int] = {}
+    for group in groups:
+        x, y = group[0].size_bytes / 1e6, group[0].accuracy
+        ax.scatter([x], [y], s=40 + 15 * (len(group) - 1), color="C0", zorder=3)
+        nth = level_count.get(round(y, 2), 0)
+        level_count[round(y, 2)] = nth + 1
+        above = nth % 2 == 0
+        ax.annotate(
+            "\n".join(v.name for v in group),
+            (x, y),
+            xytext=(0, 7 if above else -7),
+            textcoords="offset points",
+            ha="center",
+            va="bottom" if above else "top",
+            fontsize=8,
+        )
     accuracies = [v.accuracy for v in variants]
-    ax.scatter(sizes, accuracies, s=40, color="C0", zorder=3)
-    for v, x, y in zip(variants, sizes, accuracies, strict=True):
-        ax.annotate(v.name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    spread = max(max(accuracies) - min(accuracies), 0.02)
+    ax.set_ylim(min(accuracies) - 0.45 * spread, max(accuracies) + 0.6 * spread)
+    sizes = [v.size_bytes / 1e6 for v in variants]
+    ax.set_xlim(min(sizes) / 1.35, max(sizes) * 1.35)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel(f"test accuracy ({variants[0].n_test} sentences)")
     ax.grid(True, alpha=0.3)
