@@ -14,12 +14,15 @@ Introduced in chapter 10, Small and fast: quantisation, pruning, distillation (s
   quantises the weights of some of them for the duration of a block and restores them after; :func:`sensitivity`
   quantises one group at a time and measures how far the output distribution moves (the mean KL divergence from
   the float model's).
+- **Fair latencies**: :func:`interleaved_latencies` times several functions in turns, with one thread count, and
+  returns each one's :class:`lmbook.timing.Latency`; on a busy machine, timing one after the other lets a burst
+  of load land on one contender only.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +30,11 @@ import torch
 from torch import nn
 
 from lmbook.finetune import BertClassifier, predict_proba
+from lmbook.loop import cpu_threads
 from lmbook.quantize import fake_quantize, quant_params
 from lmbook.testing import check_shape
+from lmbook.throughput import time_interleaved
+from lmbook.timing import Latency
 
 # ----- static activation quantisation ---------------------------------------------------------------------------
 
@@ -262,3 +268,20 @@ def sensitivity(
         with fake_quantized_weights(model, names, bits, scheme, axis):
             result[group] = mean_kl(reference, predict_proba(model, tokenizer, texts))
     return result
+
+
+# ----- fair latencies -------------------------------------------------------------------------------------------
+
+
+def interleaved_latencies(
+    fns: dict[str, Callable[[], object]], warmup: int = 3, repeats: int = 20, threads: int | None = 1
+) -> dict[str, Latency]:
+    """The :class:`~lmbook.timing.Latency` of each function, measured in turns with ``threads`` CPU threads.
+
+    :func:`lmbook.throughput.time_interleaved` runs ``warmup`` untimed rounds, then ``repeats`` rounds in which
+    every function runs once, so a burst of load on a shared machine is spread over all of them; the thread count
+    is set for the whole measurement and restored after (:func:`lmbook.loop.cpu_threads`).
+    """
+    with cpu_threads(threads):
+        seconds = time_interleaved(fns, repeats=repeats, warmup=warmup)
+    return {name: Latency(times=np.asarray(t), threads=threads, warmup=warmup) for name, t in seconds.items()}

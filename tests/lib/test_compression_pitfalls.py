@@ -17,6 +17,7 @@ from lmbook.bert import BertConfig, BertModel
 from lmbook.compression_pitfalls import (
     activation_ranges,
     fake_quantized_weights,
+    interleaved_latencies,
     layer_groups,
     length_batches,
     mean_kl,
@@ -30,6 +31,7 @@ from lmbook.finetune import BertClassifier, predict_proba
 from lmbook.quantize import fake_quantize
 from lmbook.sentiment import SPLITS, load_sentiment
 from lmbook.testing import ShapeError
+from lmbook.timing import Latency
 from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -217,3 +219,24 @@ def test_sensitivity_of_one_group_by_hand(tokenizer, texts):
     assert max(sensitivity(model, tokenizer, texts, groups, bits=16).values()) < 1e-6
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_interleaved_latencies_take_turns_with_the_thread_count_and_restore_it():
+    calls, threads_seen = [], []
+
+    def make(name):
+        def fn():
+            calls.append(name)
+            threads_seen.append(torch.get_num_threads())
+
+        return fn
+
+    before = torch.get_num_threads()
+    result = interleaved_latencies({"a": make("a"), "b": make("b")}, warmup=2, repeats=5, threads=2)
+    assert calls == ["a", "b"] * 7  # in turns: 2 warm-up rounds, then 5 timed rounds
+    assert set(threads_seen) == {2} and torch.get_num_threads() == before
+    for latency in result.values():
+        assert isinstance(latency, Latency) and latency.times.shape == (5,)
+        assert latency.threads == 2 and latency.warmup == 2 and (latency.times >= 0).all()
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        interleaved_latencies({"a": make("a")}, threads=0)
