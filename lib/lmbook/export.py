@@ -13,7 +13,7 @@ fusing operators where it can.
 - :class:`OnnxClassifier`: an ONNX Runtime session that is called like the torch classifier, ``(input_ids,
   token_type_ids, attention_mask) -> logits``, so :func:`lmbook.finetune.evaluate` scores it unchanged.
 - :func:`quantize_onnx`: ONNX Runtime's own dynamic int8 quantisation of an exported file.
-- :class:`Variant`, :func:`measure_variant`, :func:`variant_rows`, :func:`variant_table` and
+- :class:`Variant`, :func:`measure_variants`, :func:`variant_rows`, :func:`variant_table` and
   :func:`plot_variants`: size on disk, parameters, latency and test accuracy of every variant, as rows, as a
   Markdown table and as a size-against-accuracy figure.
 
@@ -287,52 +287,69 @@ def _count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def measure_variant(
-    name: str,
-    model: nn.Module,
+def measure_variants(
+    models: dict,
     tokenizer,
     texts,
     labels,
-    size_bytes: int | None = None,
-    parameters: int | None = None,
     threads: int = 1,
     sentence: str | None = None,
-    warmup: int = 3,
-    repeats: int = 15,
-) -> Variant:
-    """Size, parameters, latency and accuracy of one model: one row of :func:`variant_table`.
+    warmup: int = 2,
+    rounds: int = 5,
+    per_round: int = 3,
+    sizes: dict | None = None,
+) -> list[Variant]:
+    """Size, parameters, batch-1 latency and accuracy of several models: the rows of :func:`variant_table`.
+
+    The latencies are measured in interleaved rounds: each round times ``per_round`` calls of every model in turn
+    (:func:`lmbook.timing.measure_latency`), and each model's :class:`~lmbook.timing.Latency` holds all its rounds.
+    On a shared machine the load drifts within seconds; timing the models one after the other would hand one model
+    a quiet minute and the next a busy one, while interleaving spreads the drift over all of them.
 
     Args:
-        name: the row's name. model: a classifier (torch, torchao-quantised, or an :class:`OnnxClassifier`).
+        models: ``{name: model}`` in the table's order; a model is a torch classifier (plain, torchao-quantised,
+            pruned...) or an :class:`OnnxClassifier`.
         tokenizer, texts, labels: the test set, scored with :func:`lmbook.finetune.evaluate`.
-        size_bytes: bytes on disk; None: :func:`lmbook.inference.saved_bytes` of the model (an
-            :class:`OnnxClassifier` gives its file size). parameters: None counts them.
-        threads: torch's CPU threads while timing (an :class:`OnnxClassifier` uses its own, set when it was built).
+        threads: CPU threads for torch while timing; an :class:`OnnxClassifier` must have been built with the same
+            number (its session's own), or a ValueError says so.
         sentence: the batch-1 input timed; None: the first test text.
-        warmup, repeats: as for :func:`lmbook.timing.measure_latency`.
+        warmup: untimed calls of each model before the first round. rounds, per_round: timed calls, as above.
+        sizes: ``{name: bytes}`` for models whose size on disk is known otherwise; by default
+            :func:`lmbook.inference.saved_bytes` (an :class:`OnnxClassifier`: its file's size).
     """
     from lmbook.finetune import evaluate
-    from lmbook.timing import measure_latency
+    from lmbook.inference import saved_bytes
+    from lmbook.timing import Latency, measure_latency
 
-    texts = list(texts)
-    if size_bytes is None:
-        if isinstance(model, OnnxClassifier):
-            size_bytes = model.file_bytes()
-        else:
-            from lmbook.inference import saved_bytes
-
-            size_bytes = saved_bytes(model)
-    if parameters is None:
-        parameters = _count_parameters(model)
+    texts, sizes = list(texts), dict(sizes or {})
+    for name, model in models.items():
+        if isinstance(model, OnnxClassifier) and model.threads != threads:
+            raise ValueError(f"{name}: its ONNX Runtime session has {model.threads} threads, torch gets {threads}")
+    if rounds < 1 or per_round < 1:
+        raise ValueError(f"need rounds >= 1 and per_round >= 1, got rounds={rounds}, per_round={per_round}")
+    enc = tokenizer.batch_encode([texts[0] if sentence is None else sentence])
+    batch = {k: torch.as_tensor(enc[k], dtype=torch.int64) for k in INPUT_NAMES}
+    calls = {name: (lambda m=model: m(**batch)) for name, model in models.items()}
+    times: dict[str, list[np.ndarray]] = {name: [] for name in models}
     # no_grad, not inference_mode: tensors made under inference_mode may not later become a quantised weight
     with torch.no_grad():
-        scores = evaluate(model, tokenizer, texts, labels)
-        enc = tokenizer.batch_encode([texts[0] if sentence is None else sentence])
-        batch = {k: torch.as_tensor(enc[k], dtype=torch.int64) for k in INPUT_NAMES}
-        if isinstance(model, OnnxClassifier):
-            threads = model.threads  # ONNX Runtime's own count; torch's is set to the same for a fair label
-        latency = measure_latency(lambda: model(**batch), warmup=warmup, repeats=repeats, threads=threads)
-    return Variant(name, int(size_bytes), int(parameters), latency, float(scores["accuracy"]), len(texts))
+        accuracy = {
+            name: float(evaluate(model, tokenizer, texts, labels)["accuracy"]) for name, model in models.items()
+        }
+        for call in calls.values():  # the warm-up; its one timed call is not kept
+            measure_latency(call, warmup=warmup, repeats=1, threads=threads)
+        for _ in range(rounds):
+            for name, call in calls.items():
+                times[name].append(measure_latency(call, warmup=0, repeats=per_round, threads=threads).times)
+    variants = []
+    for name, model in models.items():
+        if name not in sizes:
+            sizes[name] = model.file_bytes() if isinstance(model, OnnxClassifier) else saved_bytes(model)
+        latency = Latency(times=np.concatenate(times[name]), threads=threads, warmup=warmup + 1)
+        variants.append(
+            Variant(name, int(sizes[name]), _count_parameters(model), latency, float(accuracy[name]), len(texts))
+        )
+    return variants
 
 
 def variant_rows(variants, baseline: str = "float32") -> list[dict]:

@@ -19,6 +19,7 @@ from lmbook.export import (
     OnnxClassifier,
     Variant,
     export_onnx_cached,
+    measure_variants,
     quantize_onnx,
     variant_rows,
     variant_table,
@@ -172,3 +173,23 @@ def test_variant_rows_and_table():
     assert table[3].startswith("| int8 dynamic (torchao) | 30.0 | 3.0x | 22.7M | 10.0 (10.0-10.0) | 2.00x | 0.87 |")
     with pytest.raises(ValueError, match="baseline 'fp16' is not among the variants"):
         variant_rows(variants, baseline="fp16")
+
+
+def test_measure_variants_on_torch_and_onnx(model, tokenizer, onnx_path, test_set):
+    from lmbook.inference import saved_bytes
+
+    served = OnnxClassifier(onnx_path, threads=1)
+    variants = measure_variants(
+        {"float32": model, "ONNX Runtime": served}, tokenizer, *test_set, rounds=2, per_round=2, warmup=1
+    )
+    torch_row, onnx_row = variants
+    assert [v.name for v in variants] == ["float32", "ONNX Runtime"]
+    assert torch_row.accuracy == onnx_row.accuracy == evaluate(model, tokenizer, *test_set)["accuracy"]
+    assert torch_row.size_bytes == saved_bytes(model) and onnx_row.size_bytes == served.file_bytes()
+    assert torch_row.parameters == sum(p.numel() for p in model.parameters())
+    pooler = sum(p.numel() for p in model.bert.pooler.parameters())
+    assert torch_row.parameters - 2 * pooler < onnx_row.parameters < torch_row.parameters  # no unused pooler
+    for v in variants:
+        assert len(v.latency.times) == 4 and v.latency.threads == 1 and v.latency.warmup == 2 and v.n_test == 40
+    with pytest.raises(ValueError, match="ONNX Runtime session has 2 threads, torch gets 1"):
+        measure_variants({"ONNX Runtime": OnnxClassifier(onnx_path, threads=2)}, tokenizer, *test_set)
