@@ -11,7 +11,7 @@ Introduced in chapter 10, Small and fast: quantisation, pruning, distillation (s
   :func:`selection_optimism` measures how much that flatters the reported number, over many random splits.
 - **Per-layer sensitivity**: :func:`layer_groups` names the parts of a :class:`lmbook.finetune.BertClassifier`
   (the embeddings, each block's attention and feed-forward layers, the head); :func:`fake_quantized_weights`
-  quantises the weights of some of them for the duration of a block and restores them after; :func:`sensitivity`
+  quantises the weights of some of them for the duration of a block and restores them after; :func:`layer_sensitivity`
   quantises one group at a time and measures how far the output distribution moves (the mean KL divergence from
   the float model's).
 - **Fair latencies**: :func:`interleaved_latencies` times several functions in turns, with one thread count, and
@@ -241,7 +241,7 @@ def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
     return float(torch.special.xlogy(p, p).sum() - (p * torch.log(q.clamp_min(1e-300))).sum()) / p.shape[0]
 
 
-def sensitivity(
+def layer_sensitivity(
     model: BertClassifier,
     tokenizer,
     texts: Sequence[str],

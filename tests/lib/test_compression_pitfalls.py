@@ -19,12 +19,12 @@ from lmbook.compression_pitfalls import (
     fake_quantized_weights,
     interleaved_latencies,
     layer_groups,
+    layer_sensitivity,
     length_batches,
     mean_kl,
     pick_best,
     record_inputs,
     selection_optimism,
-    sensitivity,
     static_activation_quantization,
 )
 from lmbook.finetune import BertClassifier, predict_proba
@@ -205,7 +205,7 @@ def test_sensitivity_of_one_group_by_hand(tokenizer, texts):
     model = tiny(tokenizer)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     groups = layer_groups(model)
-    result = sensitivity(model, tokenizer, texts, groups, bits=3)
+    result = layer_sensitivity(model, tokenizer, texts, groups, bits=3)
     assert list(result) == list(groups) and all(v >= 0 for v in result.values())
     reference = predict_proba(model, tokenizer, texts)
     saved = model.bert.encoder.blocks[1].ffn.fc2.weight.detach().clone()
@@ -216,7 +216,7 @@ def test_sensitivity_of_one_group_by_hand(tokenizer, texts):
     by_hand = mean_kl(reference, predict_proba(model, tokenizer, texts))
     model.load_state_dict(state)
     assert result["block 1 feed-forward"] == pytest.approx(by_hand, rel=1e-9) and by_hand > 0
-    assert max(sensitivity(model, tokenizer, texts, groups, bits=16).values()) < 1e-6
+    assert max(layer_sensitivity(model, tokenizer, texts, groups, bits=16).values()) < 1e-6
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
 
