@@ -178,23 +178,25 @@ def export_onnx_cached(
 
 
 def quantize_onnx(path, out_path) -> pathlib.Path:
-    """ONNX Runtime's dynamic int8 quantisation of an exported graph: int8 weights for its matrix products,
-    activations quantised on the fly with a scale per call (``onnxruntime.quantization.quantize_dynamic``).
+    """ONNX Runtime's dynamic int8 quantisation of an exported graph: 8-bit weights for its matrix products and its
+    embedding look-ups, activations quantised on the fly with a scale per call.
+
+    The graph is first pre-processed (``quant_pre_process``: shape inference and constant folding), so that weights
+    computed from other weights in the graph (the fused attention's ``concat`` of ``W_q``, ``W_k``, ``W_v``) become
+    constants that ``quantize_dynamic`` can quantise; without it they stay float32.
 
     Args:
         path: an ``.onnx`` file from :func:`export_onnx`. out_path: where to write the quantised graph.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # it advises, on the root logger, a shape-inference pass that changes nothing here
-    try:
-        quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = pathlib.Path(tmp) / "folded.onnx"
+        quant_pre_process(str(path), str(folded), skip_symbolic_shape=True)
+        quantize_dynamic(str(folded), str(out_path), weight_type=QuantType.QInt8)
     return out_path
 
 

@@ -8,6 +8,7 @@ book's sentences, so the one export of the module takes a few seconds."""
 import copy
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch.testing import assert_close
@@ -134,6 +135,11 @@ def test_onnx_int8_is_smaller_and_close(model, tokenizer, onnx_path, tmp_path):
     q_path = quantize_onnx(onnx_path, tmp_path / "tiny-int8.onnx")
     served, quantised = OnnxClassifier(onnx_path), OnnxClassifier(q_path)
     assert quantised.file_bytes() < 0.6 * served.file_bytes()
+    stored = {}
+    for t in onnx.load(str(q_path)).graph.initializer:
+        stored[t.data_type] = stored.get(t.data_type, 0) + int(np.prod(t.dims))
+    float_share = stored.get(onnx.TensorProto.FLOAT, 0) / sum(stored.values())
+    assert float_share < 0.03, float_share  # every weight matrix and table in 8 bits: only norms and biases in float
     enc = tokenizer.batch_encode(load_sentiment("val")[0][:20], max_length=64)
     exact, approx = served(**enc), quantised(**enc)
     gap = float((exact - approx).abs().max())
