@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/run.py                  # everything
     .venv/bin/python benchmarks/run.py --only widgets   # one section: notebooks, mlp, optim, attention, bert, widgets,
                                                         # grading, pages (the built book in Chromium), testloop,
-                                                        # conv, rnn, scale, gpt_speed
+                                                        # conv, rnn, scale, gpt_speed, compression
     .venv/bin/python benchmarks/run.py --quick          # fewer repetitions, for a smoke test
     .venv/bin/python benchmarks/run.py --only notebooks --match 02-backprop   # some notebooks only; the other
                                                         # notebooks' rows are kept, each with its own date
@@ -53,6 +53,7 @@ SECTIONS = (
     "rnn",
     "scale",
     "gpt_speed",
+    "compression",
 )
 # A run without --only skips these: `testloop` clones the repository and runs all of `make test` (about 12 minutes).
 ONLY_ON_REQUEST = ("testloop",)
@@ -1158,6 +1159,15 @@ def bench_gpt_speed_section() -> dict:
     return bench_gpt_speed()
 
 
+def bench_compression_section(quick: bool) -> dict:
+    """Chapter 10: every variant of the classifier (size, parameters, test accuracy, latency at one thread and at
+    all threads), quantised against float at batch 100 (benchmarks/compression.py)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compression import bench_compression
+
+    return bench_compression(quick=quick)
+
+
 def _rows_table(rows: list[dict]) -> list[str]:
     """Rows of dicts as a markdown table, one column per key (in the order the keys first appear)."""
     if not rows:
@@ -1177,8 +1187,8 @@ def render_markdown(results: dict) -> str:
     lines = ["# Benchmark results", ""]
     lines += [
         "Written by `benchmarks/run.py` (run it from the repository root; "
-        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv|rnn|scale|gpt_speed`, "
-        "`--quick`). "
+        "`--only notebooks|mlp|optim|attention|bert|widgets|grading|pages|testloop|conv|rnn|scale|gpt_speed|"
+        "compression`, `--quick`). "
         "Every number below was measured, not estimated; each section names its machine and date.",
         "",
     ]
@@ -1390,6 +1400,7 @@ def render_markdown(results: dict) -> str:
     titles = {
         "scale": "## (l) Chapter 9: data parallelism and activation checkpointing",
         "gpt_speed": "## (m) Chapter 9: the book's GPT training step against a reference implementation",
+        "compression": "## (n) Chapter 10: the variants of the classifier, quantised against float",
     }
     for name, title in titles.items():
         if name in sections:
@@ -1468,6 +1479,7 @@ def main(argv: list[str] | None = None) -> int:
         "rnn": lambda: bench_rnn(args.quick),
         "scale": bench_scale,
         "gpt_speed": bench_gpt_speed_section,
+        "compression": lambda: bench_compression_section(args.quick),
     }
     for name in [args.only] if args.only else [n for n in SECTIONS if n not in ONLY_ON_REQUEST]:
         print(f"[{name}]", flush=True)
