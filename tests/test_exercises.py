@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import pathlib
 from dataclasses import dataclass, field
 
@@ -33,6 +34,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 SETS = exercises.exercise_sets()
+# While working on one set, `LMBOOK_EXERCISE_SETS=compression pytest tests/test_exercises.py` grades only the named
+# sets (comma-separated): `-k` alone still builds and grades every set's submissions in the session fixture.
+ONLY_SETS = [name for name in os.environ.get("LMBOOK_EXERCISE_SETS", "").split(",") if name]
+if ONLY_SETS:
+    unknown = sorted(set(ONLY_SETS) - set(SETS))
+    if unknown:
+        raise ValueError(f"LMBOOK_EXERCISE_SETS names no exercise set {unknown}; the sets are {SETS}")
+    SETS = [name for name in SETS if name in ONLY_SETS]
 # A cell that never ends and a kernel that dies test tools/grade.py itself, whatever the set: one set is enough, and
 # each endless cell costs the grader its whole cell time limit (20 s).
 GRADER_SET = SETS[0] if SETS else None
