@@ -649,6 +649,14 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
         calculator, "n_devices", cycle(list(DEVICE_OPTIONS[1:]) + [DEVICE_OPTIONS[0]])
     )
     out["ComputeCalculator: change the precision"] = sweep(calculator, "precision", cycle(["fp32", "bf16", "mixed"]))
+
+    from lmbook.widgets import CompressionExplorer
+    from lmbook.widgets.compression import BIT_WIDTHS, SPARSITIES
+
+    explorer = CompressionExplorer()  # chapter 10: a MiniLM weight quantised and pruned
+    out["CompressionExplorer: move the bit-width slider"] = sweep(explorer, "bits", cycle(list(BIT_WIDTHS)))
+    out["CompressionExplorer: move the sparsity slider"] = sweep(explorer, "sparsity", cycle(list(SPARSITIES[1:4])))
+    out["CompressionExplorer: change the scheme"] = sweep(explorer, "scheme", cycle(["symmetric", "affine"]))
     return out
 
 

@@ -52,6 +52,7 @@ WIDGET_PAGES = {
     "chapters/07-attention/06-looking-inside": (1, 2),
     "chapters/08-bert/06-looking-inside": (1, 2),
     "chapters/09-scale/01-counting-the-cost": (1, 4),
+    "chapters/10-compression/05-export-and-serve": (1, 4),
 }
 
 

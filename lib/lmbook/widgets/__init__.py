@@ -73,3 +73,7 @@ __all__ += ["GradientFlowViewer", "gradient_flow"]
 from lmbook.widgets.scale import ComputeCalculator, compute_estimate  # noqa: E402  (chapter 9)
 
 __all__ += ["ComputeCalculator", "compute_estimate"]
+
+from lmbook.widgets.compression import CompressionExplorer  # noqa: E402  (chapter 10)
+
+__all__ += ["CompressionExplorer"]
