@@ -262,15 +262,16 @@ def test_a_classifier_is_explored_by_the_same_layer_names(minilm):
 
 def test_record_grid_is_valid_and_holds_the_current_values(explorer):
     grid = check_grid(explorer, explorer.record_grid())
-    assert grid["bits"] == list(BIT_WIDTHS) and grid["sparsity"] == [0.0, 0.5, 0.9]
-    assert math.prod(len(v) for v in grid.values()) == 108 <= MAX_STATES
-    explorer.update(sparsity=0.1 * 3, scheme="symmetric")  # 0.30000000000000004 is the slider's 0.3
+    assert grid["bits"] == [2, 3, 4, 8, 16, 32] and grid["sparsity"] == [0.0, 0.5, 0.9]
+    assert math.prod(len(v) for v in grid.values()) == 72 <= MAX_STATES
+    explorer.update(sparsity=0.1 * 3, scheme="symmetric", bits=6)  # 0.30000000000000004 is the slider's 0.3
     try:
         assert explorer.values["sparsity"] == 0.3
         grid = check_grid(explorer, explorer.record_grid())
-        assert grid["sparsity"] == [0.0, 0.3, 0.5, 0.9] and math.prod(len(v) for v in grid.values()) <= MAX_STATES
+        assert grid["sparsity"] == [0.0, 0.3, 0.5, 0.9] and grid["bits"] == [2, 3, 4, 6, 8, 16, 32]
+        assert math.prod(len(v) for v in grid.values()) <= MAX_STATES
     finally:
-        explorer.update(sparsity=0.0, scheme="affine")
+        explorer.update(sparsity=0.0, scheme="affine", bits=4)
 
 
 def test_recording_gives_every_state_its_own_picture_and_numbers(explorer):
