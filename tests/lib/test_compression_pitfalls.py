@@ -29,20 +29,16 @@ from lmbook.compression_pitfalls import (
 )
 from lmbook.finetune import BertClassifier, predict_proba
 from lmbook.quantize import fake_quantize
-from lmbook.sentiment import SPLITS, load_sentiment
+from lmbook.sentiment import load_sentiment
 from lmbook.testing import ShapeError
 from lmbook.timing import Latency
-from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    words = sorted({w for split in SPLITS for text in load_sentiment(split)[0] for w in basic_tokenize(text)})
-    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n", encoding="utf-8")
-    return WordPieceTokenizer(path)
+def tokenizer(word_tokenizer):
+    return word_tokenizer  # tests/lib/conftest.py: every word of the book's sentences is one token
 
 
 @pytest.fixture(scope="module")

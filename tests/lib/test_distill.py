@@ -14,8 +14,7 @@ from torch.testing import assert_close
 from lmbook.bert import BertConfig, BertModel
 from lmbook.distill import distill, distillation_loss, soft_loss_gradient, student_from, teacher_logits, train_student
 from lmbook.finetune import BertClassifier, FinetuneConfig, finetune
-from lmbook.sentiment import SPLITS, load_sentiment
-from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
+from lmbook.sentiment import load_sentiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,11 +91,8 @@ def test_loss_and_gradient_reject_bad_arguments():
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    words = sorted({w for split in SPLITS for text in load_sentiment(split)[0] for w in basic_tokenize(text)})
-    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n", encoding="utf-8")
-    return WordPieceTokenizer(path)
+def tokenizer(word_tokenizer):
+    return word_tokenizer  # tests/lib/conftest.py: every word of the book's sentences is one token
 
 
 def tiny(tokenizer, n_layers=4, dropout=0.0, seed=0):

@@ -31,19 +31,14 @@ from lmbook.finetune import (
     sentence_vectors,
 )
 from lmbook.schedules import linear_warmup_decay
-from lmbook.sentiment import SPLITS, load_sentiment
-from lmbook.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
+from lmbook.sentiment import load_sentiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    """A whole-word vocabulary of the book's sentences: every word is one token, and the embedding table is small."""
-    words = sorted({w for split in SPLITS for text in load_sentiment(split)[0] for w in basic_tokenize(text)})
-    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    path.write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n", encoding="utf-8")
-    return WordPieceTokenizer(path)
+def tokenizer(word_tokenizer):
+    return word_tokenizer  # tests/lib/conftest.py: every word of the book's sentences is one token
 
 
 @pytest.fixture(scope="module")
