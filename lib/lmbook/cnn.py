@@ -435,3 +435,60 @@ def gradient_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[s
     loss = nn.functional.cross_entropy(model(X), y)
     grads = torch.autograd.grad(loss, [w for _, w in named])
     return {name: float(g.norm()) for (name, _), g in zip(named, grads, strict=True)}
+
+
+# ----- chapter 5's digits CNN, trained once ---------------------------------------------------------------------
+
+
+def trained_digits_cnn(seed: int = 0, folder=None, epochs: int = 15) -> tuple[nn.Sequential, dict]:
+    """Chapter 5's digits CNN, trained by :func:`train_digits_cnn` with its default (the chapter's) settings on
+    :func:`lmbook.images.digits_images`'s split, once per machine: later calls load the stored weights.
+
+    The weights are stored with :func:`lmbook.cache.cached` under a key that holds ``seed``, ``epochs``, torch's
+    version and the source of the code that trains (this module, :mod:`lmbook.training`, the data and the
+    preprocessing), so a changed recipe trains again. The training runs on one CPU thread, so a loaded model
+    equals a freshly trained one. Later chapters use it as a ready digit classifier (chapter 11's applications,
+    adversarial examples).
+
+    Args:
+        seed: passed to :func:`train_digits_cnn`. folder: the cache folder; None: :func:`lmbook.cache.cache_dir`.
+        epochs: the most epochs (early stopping may stop sooner); 15 is the chapter's.
+
+    Returns:
+        ``(model, info)``: the model in evaluation mode on the CPU, mapping ``(B, 1, 8, 8)`` images in ``[0, 1]``
+        to ``(B, 10)`` logits; ``info`` holds ``"test_accuracy"`` and ``"val_accuracy"`` (of the kept epoch),
+        ``"seconds"`` (of the training run, whenever it happened), ``"train_images"``, ``"cached"`` (True when
+        loaded) and ``"split"``, the :class:`lmbook.preprocessing.Split` it was trained and tested on (rebuilt
+        by ``digits_images().split``, never stored).
+    """
+    from lmbook.cache import cached, source_digest
+    from lmbook.images import digits_images
+    from lmbook.loop import cpu_threads
+    from lmbook.training import predict_labels
+
+    split = digits_images().split
+    model = digits_cnn(batch_norm=True, seed=seed)
+
+    def build() -> dict:
+        with cpu_threads(1):
+            run = train_digits_cnn(split, seed=seed, epochs=epochs)
+        test_acc = float(np.mean(predict_labels(run.model, split.X_test) == split.y_test))
+        best = run.history.best_epoch
+        return {
+            "state": {name: t.detach().clone() for name, t in run.model.state_dict().items()},
+            "test_accuracy": test_acc,
+            "val_accuracy": float(run.history.val_acc[best]),
+            "seconds": float(run.seconds),
+            "train_images": int(run.train_images),
+        }
+
+    parts = {
+        "seed": seed,
+        "epochs": epochs,
+        "source": source_digest("cnn", "training", "loop", "preprocessing", "images", "regularisation"),
+    }
+    result, hit = cached("digits-cnn", parts, build, folder)
+    model.load_state_dict(result["state"])
+    model.eval()
+    info = {key: result[key] for key in ("test_accuracy", "val_accuracy", "seconds", "train_images")}
+    return model, {**info, "cached": hit, "split": split}

@@ -212,3 +212,76 @@ def train_gpt(model: GPT, data, config: LMTrainConfig | None = None, device=None
     if not isinstance(model, GPT):
         raise TypeError(f"train_gpt trains a lmbook.gpt.GPT, got {type(model).__name__}; use train_lm for others")
     return train_lm(model, data, config, device=device, verbose=verbose)
+
+
+# ----- chapter 7's tiny GPT, trained once -----------------------------------------------------------------------
+
+
+def trained_tiny_gpt(seed: int = 0, folder=None, steps: int = 800) -> tuple[GPT, object, dict]:
+    """Chapter 7's tiny GPT: :meth:`GPTConfig.cpu` trained by :func:`train_gpt` with ``LMTrainConfig.cpu(steps=800)``
+    on the book's own text (:func:`lmbook.text.book_corpus`, one character per token, the first 90% to train and
+    the last 10% to validate), once per machine: later calls load the stored weights.
+
+    The key of :func:`lmbook.cache.cached` holds the configurations, ``seed``, a SHA-256 of the corpus, torch's
+    version and the source of the code that trains. The corpus is made of lmbook's docstrings, so any edit of the
+    package's prose trains the model again (about 15-30 s on two cores) rather than loading a model of another
+    text. :meth:`LMTrainConfig.cpu` trains on one thread, so a loaded model equals a freshly trained one.
+
+    Args:
+        seed: the initial weights (:class:`GPT`) and the training windows (``LMTrainConfig.seed``).
+        folder: the cache folder; None: :func:`lmbook.cache.cache_dir`. steps: optimiser steps (800: chapter 7's).
+
+    Returns:
+        ``(model, tokenizer, info)``: the model in evaluation mode on the CPU; the
+        :class:`lmbook.text.CharTokenizer` of the corpus; ``info`` holds ``"val_loss"`` and ``"train_loss"``
+        (nats per character, at the last measurement), ``"val_losses"`` and ``"log_steps"`` (the curve),
+        ``"seconds"`` and ``"tokens"`` of the training run (whenever it happened), ``"cached"`` (True when
+        loaded), and, rebuilt on every call, never stored: ``"train_ids"`` and ``"val_ids"`` (the two parts of
+        the corpus as token ids) and ``"text"`` (the corpus).
+    """
+    import hashlib
+
+    from lmbook.cache import cached, source_digest
+    from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens
+
+    text = book_corpus()
+    tokenizer = CharTokenizer(text)
+    train_ids, val_ids = train_val_split_tokens(tokenizer.encode(text), val_fraction=0.1)
+    config = GPTConfig.cpu(tokenizer.vocab_size)
+    train_config = LMTrainConfig.cpu(steps=steps, seed=seed)
+    model = GPT(config, seed=seed)
+
+    def build() -> dict:
+        log = train_gpt(model, (train_ids, val_ids), train_config)
+        return {
+            "state": {name: t.detach().clone() for name, t in model.state_dict().items()},
+            "val_loss": float(log.val_loss[-1]),
+            "train_loss": float(log.train_loss[-1]),
+            "val_losses": [float(v) for v in log.val_loss],
+            "log_steps": [int(s) for s in log.steps],
+            "seconds": float(log.seconds),
+            "tokens": int(log.tokens),
+        }
+
+    parts = {
+        "config": repr(config),
+        "train_config": repr(train_config),
+        "seed": seed,
+        "corpus": hashlib.sha256(text.encode()).hexdigest(),
+        "source": source_digest(
+            "gpt",
+            "transformer",
+            "attention",
+            "positional",
+            "language_model",
+            "loop",
+            "schedules",
+            "text",
+            "accumulation",
+        ),
+    }
+    result, hit = cached("tiny-gpt", parts, build, folder)
+    model.load_state_dict(result["state"])
+    model.eval()
+    info = {key: result[key] for key in ("val_loss", "train_loss", "val_losses", "log_steps", "seconds", "tokens")}
+    return model, tokenizer, {**info, "cached": hit, "train_ids": train_ids, "val_ids": val_ids, "text": text}
