@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 
 from lmbook.cost import PUBLISHED_RUNS, training_flops
+from lmbook.landmarks import LANDMARKS
 from lmbook.model_size import size_estimate
 from lmbook.transformer import KNOWN_MODELS, TransformerConfig, count_parameters
 from lmbook.widgets.base import FigureImage
@@ -20,7 +21,6 @@ from lmbook.widgets.model_size import (
     ModelSizeExplorer,
     config_from_controls,
     format_bytes,
-    format_count,
     landmark_points,
 )
 from lmbook.widgets.recorded import check_grid
@@ -122,16 +122,19 @@ def test_constructor_checks_its_arguments():
     assert w.current.n_params == count_parameters(TransformerConfig(96, 64, 64, 2, 1))["total"]
 
 
-def test_landmarks_are_the_published_runs():
+def test_landmarks_are_lmbook_landmarks_with_a_compute(explorer):
     points = landmark_points()
-    assert set(points) == set(PUBLISHED_RUNS)
-    for name, (n, c) in points.items():
-        assert n == PUBLISHED_RUNS[name].n_params and c == PUBLISHED_RUNS[name].flops
+    with_compute = [m for m in LANDMARKS if m.flops is not None]
+    assert list(points) == [m.name for m in with_compute] and "GPT-3" in points
+    for m in with_compute:
+        assert points[m.name] == ((m.active_params or m.params), m.flops)
+    assert points["GPT-3"] == (PUBLISHED_RUNS["GPT-3 175B"].n_params, PUBLISHED_RUNS["GPT-3 175B"].published_flops)
+    dots = [line for line in explorer.ax_compute.lines if line.get_marker() == "o"]
+    assert len(dots) == len(points)
 
 
-def test_formats():
+def test_format_bytes():
     assert format_bytes(498e6) == "498 MB" and format_bytes(2.79e12) == "2.79 TB" and format_bytes(512) == "512 B"
-    assert format_count(124_439_808) == "124M" and format_count(1.4e12) == "1.4T" and format_count(96) == "96"
 
 
 def test_record_grid_is_modest_and_holds_the_current_values(explorer):

@@ -8,7 +8,7 @@ architecture (a GPT decoder or a BERT encoder) and a token budget, and sees, all
 - the bytes to hold the weights in fp32 and bf16, and to train them with Adam in mixed precision
   (:func:`lmbook.cost.training_memory`), beside one 80 GB accelerator;
 - the training compute ``6 N D`` for ``D`` tokens per parameter (:func:`lmbook.cost.training_flops`), on a log-log
-  chart of parameters against compute beside published models.
+  chart of parameters against compute beside the landmark models of :data:`lmbook.landmarks.LANDMARKS`.
 
 The number of attention heads is not a control: it splits ``d_model`` into heads without changing a single
 parameter or FLOP of the count (each head gets ``d_model / n_heads`` features). The widget uses heads of 64.
@@ -24,6 +24,7 @@ import numpy as np
 
 from lmbook import plotting
 from lmbook.cost import ACCELERATORS, PUBLISHED_RUNS
+from lmbook.landmarks import LANDMARKS, format_count
 from lmbook.model_size import CHINCHILLA_TOKENS_PER_PARAMETER, PARTS, SizeEstimate, size_estimate
 from lmbook.testing import check_choice
 from lmbook.transformer import KNOWN_MODELS, TransformerConfig
@@ -69,9 +70,10 @@ _PART_LABELS = {"embeddings": "embeddings", "attention": "attention", "feed_forw
                 "other": "other"}  # fmt: skip
 _PART_COLOURS = {"embeddings": "#e08214", "attention": "#1f5fa8", "feed_forward": "#c8312b", "other": "0.6"}
 _MEMORY_ROWS = (("weights, bf16", "bf16"), ("weights, fp32", "fp32"), ("training, Adam", "training"))
-# Where each published run's label goes beside its dot (points right, points up, alignment), so none overlap.
-_LABEL_OFFSETS = {"BERT-base": (6, -6, "left"), "BERT-large": (-6, 6, "right"), "GPT-3 175B": (6, -8, "left"),
-                  "Chinchilla 70B": (-6, 6, "right")}  # fmt: skip
+# The landmarks that get a label, and where it goes beside the dot (points right, points up, alignment); the
+# others are unlabelled dots, so that the labels do not overlap.
+_LABEL_OFFSETS = {"Transformer (big)": (6, -6, "left"), "BERT-large": (-6, 6, "right"), "GPT-3": (6, -8, "left"),
+                  "Chinchilla": (-6, 6, "right"), "Llama 3 405B": (-6, 6, "right")}  # fmt: skip
 MEMORY_RANGE = (1e4, 1e14)
 """The memory axis in bytes, fixed so that only the changing artists are redrawn."""
 PARAMS_RANGE = (1e4, 1e13)
@@ -80,9 +82,11 @@ FLOPS_RANGE = (1e8, 1e28)
 
 
 def landmark_points() -> dict[str, tuple[float, float]]:
-    """Published training runs as ``{name: (N, 6 N D)}``, from :data:`lmbook.cost.PUBLISHED_RUNS` (``N`` counted from
-    the configuration where there is one)."""
-    return {name: (float(run.n_params), float(run.flops)) for name, run in PUBLISHED_RUNS.items()}
+    """The landmark models with a training compute, as ``{name: (N, FLOPs)}`` (:data:`lmbook.landmarks.LANDMARKS`).
+
+    A mixture of experts is placed at the parameters each token uses (``active_params``), which set its compute.
+    """
+    return {m.name: (float(m.active_params or m.params), float(m.flops)) for m in LANDMARKS if m.flops is not None}
 
 
 def config_from_controls(d_model: int, n_layers: int, vocab_size: int, max_len: int) -> TransformerConfig:
@@ -98,14 +102,6 @@ def format_bytes(x: float) -> str:
         if x >= size:
             return f"{x / size:.3g} {unit}"
     return f"{x:.0f} B"
-
-
-def format_count(x: float) -> str:
-    """A count with a suffix: ``'124M'``, ``'175B'``, ``'1.4T'`` (three significant digits)."""
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= size:
-            return f"{x / size:.3g}{unit}"
-    return f"{x:.0f}"
 
 
 def power_of_ten(x: float, digits: int = 2) -> str:
@@ -130,7 +126,7 @@ class ModelSizeExplorer(InteractiveWidget):
     and of training with Adam in mixed precision (16 bytes per parameter, activations not included), on a log
     scale, beside one accelerator's memory. Right: parameters against training compute ``6 N D`` on log scales;
     the star is the current configuration, the line every size at the current token budget, and the grey dots
-    are published runs at their own token counts.
+    are the landmark models (:data:`lmbook.landmarks.LANDMARKS`) at their own compute.
 
     Args:
         preset: a key of :data:`PRESETS` to start from (``"GPT-2 small"`` by default), or None for the values below.
@@ -256,7 +252,9 @@ class ModelSizeExplorer(InteractiveWidget):
         ax = self.ax_compute
         for name, (n, c) in landmark_points().items():
             ax.plot([n], [c], "o", color="0.45", markersize=5, zorder=2)
-            dx, dy, ha = _LABEL_OFFSETS.get(name, (-4, 4, "right"))
+            if name not in _LABEL_OFFSETS:
+                continue
+            dx, dy, ha = _LABEL_OFFSETS[name]
             ax.annotate(name, (n, c), xytext=(dx, dy), textcoords="offset points", ha=ha, va="center",
                         fontsize="x-small", color="0.3")  # fmt: skip
         self._budget_line = ax.plot([], [], color=plotting.CLASS_COLOURS[0], linewidth=1.2, linestyle=":")[0]
@@ -304,7 +302,7 @@ class ModelSizeExplorer(InteractiveWidget):
 
         n = np.geomspace(*PARAMS_RANGE, 50)
         self._budget_line.set_data(n, 6 * e.tokens_per_parameter * n**2)
-        x_text = 1e5 if e.n_params > 1e9 else 3e12  # under the line, away from the star and the published runs
+        x_text = 1e7 if e.n_params < 1e6 else 1e5  # under the line, away from the star and the landmarks
         self._budget_text.set_position((x_text, 6 * e.tokens_per_parameter * x_text**2 / 300))
         self._budget_text.set_text(f"D = {e.tokens_per_parameter:g} N")
         self._star.set_data([e.n_params], [e.training_flops])
