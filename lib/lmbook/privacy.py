@@ -136,6 +136,16 @@ def attack_auc(member_losses, nonmember_losses) -> float:
     return roc_auc(labels, scores)
 
 
+def _loss_table(values, name: str) -> np.ndarray:
+    """Losses ``(N,)``, or ``(N, M)`` for ``M`` models scored on the same ``N`` examples (one row per example)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim not in (1, 2) or len(values) == 0:
+        raise ValueError(f"{name}: expected losses of shape (N,) or (N, M) with N >= 1, got {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name}: losses must be finite numbers")
+    return values
+
+
 def bootstrap_interval(
     statistic, member_losses, nonmember_losses, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -149,13 +159,18 @@ def bootstrap_interval(
     Args:
         statistic: a function of the two loss arrays returning a number, e.g. :func:`attack_auc` or
             ``lambda m, n: best_threshold(m, n)["advantage"]``.
+        member_losses, nonmember_losses: ``(N_m,)`` and ``(N_n,)``; or ``(N_m, M)`` and ``(N_n, M)``, the losses
+            of ``M`` models on the same examples, whose rows are resampled together (a paired bootstrap, for a
+            difference between models: ``lambda m, n: attack_auc(m[:, 0], n[:, 0]) - attack_auc(m[:, 1], n[:, 1])``).
         n_boot: rounds, >= 1. level: in (0, 1). seed: seeds the resampling.
 
     Returns:
         ``(low, high)``.
     """
-    m = _losses(member_losses, "member_losses")
-    n = _losses(nonmember_losses, "nonmember_losses")
+    m = _loss_table(member_losses, "member_losses")
+    n = _loss_table(nonmember_losses, "nonmember_losses")
+    if m.shape[1:] != n.shape[1:]:
+        raise ValueError(f"member_losses {m.shape} and nonmember_losses {n.shape} must have the same columns")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     if not 0 < level < 1:

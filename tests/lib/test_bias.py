@@ -45,3 +45,16 @@ def test_bad_inputs_are_named():
         counterfactual_gap(lambda s: np.zeros(len(s)), ["no slot"], GROUPS)
     with pytest.raises(ValueError, match="one score per sentence"):
         counterfactual_gap(lambda s: np.zeros(2), TEMPLATES, GROUPS)
+
+
+def test_fixed_words_give_the_template_only_bootstrap():
+    # a gap that depends on the word only: resampling templates alone sees no variation at all
+    gaps = {"sister": 0.3, "mother": 0.0, "aunt": 0.15}
+
+    def score(sentences):
+        return np.array([next((v for w, v in gaps.items() if w in s), 0.0) for s in sentences])
+
+    fixed = counterfactual_gap(score, TEMPLATES, GROUPS, n_boot=300, resample_words=False)
+    assert fixed["ci"] == pytest.approx((0.15, 0.15))
+    both = counterfactual_gap(score, TEMPLATES, GROUPS, n_boot=300)
+    assert both["ci"][0] < 0.15 < both["ci"][1]

@@ -80,3 +80,16 @@ def test_bad_inputs_are_named():
         threshold_attack(np.array([]), np.array([1.0]), 0.5)
     with pytest.raises(ValueError, match="nonmember_losses"):
         attack_auc(np.array([1.0]), np.array([np.nan]))
+
+
+def test_paired_bootstrap_resamples_rows_together():
+    rng = np.random.default_rng(4)
+    m = rng.exponential(0.5, (50, 1))
+    n = rng.exponential(1.0, (60, 1))
+    both_m, both_n = np.hstack([m, m]), np.hstack([n, n])  # two identical models: every difference is exactly 0
+    low, high = bootstrap_interval(
+        lambda a, b: attack_auc(a[:, 0], b[:, 0]) - attack_auc(a[:, 1], b[:, 1]), both_m, both_n, n_boot=100
+    )
+    assert low == high == 0.0
+    with pytest.raises(ValueError, match="same columns"):
+        bootstrap_interval(attack_auc, both_m, n, n_boot=10)
