@@ -64,7 +64,7 @@ def load(path: str | pathlib.Path | None = None) -> dict[str, Reference]:
     out = {}
     for key, entry in data.entries.items():
         people = entry.persons.get("author") or entry.persons.get("editor") or []
-        authors = tuple(" ".join(p.last_names) for p in people)
+        authors = tuple(" ".join(p.prelast_names + p.last_names) for p in people)
         fields = {name.lower(): str(value) for name, value in entry.fields.items()}
         out[key] = Reference(key=key, kind=entry.type.lower(), fields=fields, authors=authors)
     return out
