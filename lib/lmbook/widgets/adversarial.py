@@ -133,7 +133,7 @@ class AdversarialExplorer(InteractiveWidget):
         bars_ax.set_title("P(class | attacked)", fontsize=9)
         bars_ax.tick_params(labelsize=7)
         curve_ax = self._axes[4]
-        for (label, attack), colour in zip(ATTACK_OPTIONS, ("#c8312b", "0.45"), strict=True):
+        for (_label, attack), colour in zip(ATTACK_OPTIONS, ("#c8312b", "0.45"), strict=True):
             curve_ax.plot(EPSILONS, self.curves[attack], marker="o", markersize=3, color=colour,
                           label="FGSM" if attack == "fgsm" else "random signs")  # fmt: skip
         (self._marker,) = curve_ax.plot([], [], "o", markersize=9, markerfacecolor="none", color="black")
