@@ -9,11 +9,13 @@ token looks up), for a classifier such as :class:`lmbook.finetune.BertClassifier
   ``s_k`` is the logit of class ``k`` (the predicted class unless given).
 - :func:`token_saliency`: one score per token from them: ``"grad_norm"``, ``||g_t||`` (how sensitive the score
   is to the token's vector), or ``"grad_x_input"``, ``g_t . e_t`` (the first-order estimate of how much the
-  score would change if the vector were set to zero; signed).
+  score would fall if the vector were set to zero; signed).
 - :func:`attention_importance`: the attention each token *receives* in one layer, averaged over heads and over
   the query positions, the usual "attention as explanation" reading of a model.
-- :func:`deletion_effects`: remove the top-``k`` tokens of a ranking and measure how far the probability of the
-  predicted class falls; a ranking that finds what the decision rests on makes it fall further than chance.
+- :func:`leave_one_out`: the fall of the predicted class's probability when each token alone is removed.
+- :func:`deletion_effects` and :func:`deletion_test`: remove the top-``k`` tokens of a ranking and measure how
+  far the probability of the predicted class falls; a ranking that finds what the decision rests on makes it
+  fall further than a random one.
 - :func:`kendall_tau` and :func:`spearman_rho` compare two rankings; :func:`bootstrap_mean` puts a percentile
   bootstrap interval on a mean over sentences.
 """
@@ -31,6 +33,8 @@ from lmbook.loop import evaluation_mode
 from lmbook.testing import check_choice, check_shape
 
 SALIENCY_METHODS = ("grad_norm", "grad_x_input")
+OUTPUTS = ("logit", "log_prob")
+"""What is differentiated: the class's logit ``s_k``, or its log-probability ``log p_k = s_k - logsumexp(s)``."""
 
 
 def word_embedding(model: nn.Module) -> nn.Embedding:
@@ -46,7 +50,12 @@ def word_embedding(model: nn.Module) -> nn.Embedding:
 
 
 def embedding_gradients(
-    model: nn.Module, input_ids, attention_mask=None, target=None, embedding: nn.Module | None = None
+    model: nn.Module,
+    input_ids,
+    attention_mask=None,
+    target=None,
+    output: str = "logit",
+    embedding: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The gradient of each sentence's class logit with respect to each of its token embeddings.
 
@@ -58,12 +67,16 @@ def embedding_gradients(
         model: maps ``(input_ids, token_type_ids, attention_mask)`` to logits ``(B, K)``; run in evaluation mode
             and put back after. input_ids: ``(B, T)`` token ids. attention_mask: ``(B, T)``, 1 on real tokens and
             0 on padding (None: all real). target: the class per sentence, an int or ``(B,)``; None: the
-            predicted class. embedding: the table to differentiate at; None: :func:`word_embedding`.
+            predicted class. output: ``"logit"`` differentiates ``s_k``; ``"log_prob"`` differentiates
+            ``log p_k``, which also counts what the token does to the other classes' logits (with two classes
+            it is a function of ``s_k - s_j`` alone; a change that raises both logits alike leaves it unchanged).
+            embedding: the table to differentiate at; None: :func:`word_embedding`.
 
     Returns:
         ``(E, G, k)``: embeddings and gradients ``(B, T, C)`` (detached, the model's dtype) and classes ``(B,)``.
         Padding positions get a zero gradient.
     """
+    check_choice(output, OUTPUTS, "output")
     input_ids = torch.as_tensor(input_ids)
     B, T = check_shape(input_ids, ("B", "T"), "input_ids").shape
     if attention_mask is None:
@@ -88,26 +101,37 @@ def embedding_gradients(
                 k = torch.as_tensor(target, dtype=torch.long).expand(B).clone()
                 if bool(((k < 0) | (k >= K)).any()):
                     raise ValueError(f"target must be a class in 0..{K - 1}, got {k.tolist()}")
-            (grad,) = torch.autograd.grad(logits.gather(1, k[:, None]).sum(), captured[0])
+            scores = logits if output == "logit" else torch.log_softmax(logits, dim=1)
+            (grad,) = torch.autograd.grad(scores.gather(1, k[:, None]).sum(), captured[0])
     finally:
         handle.remove()
     return captured[0].detach(), grad.detach(), k.detach()
 
 
 def token_saliency(
-    model: nn.Module, input_ids, attention_mask=None, target=None, method: str = "grad_norm"
+    model: nn.Module,
+    input_ids,
+    attention_mask=None,
+    target=None,
+    method: str = "grad_norm",
+    output: str = "logit",
+    embedding: nn.Module | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One saliency score per token: ``||g_t||`` (``"grad_norm"``) or ``g_t . e_t`` (``"grad_x_input"``).
 
     Args:
-        model, input_ids, attention_mask, target: as for :func:`embedding_gradients`.
+        model, input_ids, attention_mask, target, output, embedding: as for :func:`embedding_gradients`. With a
+            BERT, ``"grad_x_input"`` at the token table (the default) is not informative: a layer norm follows
+            the sum ``x_t = e_t + p_t + s_t`` of token, position and segment vectors, and a layer norm's output
+            does not change when its input is scaled, so ``g_t . x_t = 0`` and ``g_t . e_t = -g_t . (p_t + s_t)``.
+            Take it at ``model.bert.embeddings`` (the vectors that enter the first block) instead.
         method: one of :data:`SALIENCY_METHODS`.
 
     Returns:
         ``(scores, k)``: float64 ``(B, T)`` (0 on padding) and the classes ``(B,)``.
     """
     check_choice(method, SALIENCY_METHODS, "saliency method")
-    E, G, k = embedding_gradients(model, input_ids, attention_mask, target)
+    E, G, k = embedding_gradients(model, input_ids, attention_mask, target, output, embedding)
     scores = G.double().norm(dim=-1) if method == "grad_norm" else (G.double() * E.double()).sum(dim=-1)
     return scores.cpu().numpy(), k.cpu().numpy()
 
@@ -141,12 +165,99 @@ def _pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.T
     return ids, mask
 
 
-def class_probabilities(model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: int = 0) -> np.ndarray:
-    """Softmax probabilities ``(N, K)`` of token-id sequences of any lengths (padded into one batch, masked)."""
-    ids, mask = _pad_batch(sequences, pad_id)
+def class_probabilities(
+    model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 64
+) -> np.ndarray:
+    """Softmax probabilities ``(N, K)`` of token-id sequences of any lengths, in the order given.
+
+    The sequences are sorted by length and run in padded, masked batches of ``batch_size`` (little padding), in
+    evaluation mode without gradients.
+    """
+    if len(sequences) == 0 or min(len(s) for s in sequences) == 0:
+        raise ValueError("need at least one sequence, and no empty one")
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    out = []
     with evaluation_mode(model), torch.no_grad():
-        logits = model(ids, torch.zeros_like(ids), mask)
-    return torch.softmax(logits.double(), dim=1).cpu().numpy()
+        for first in range(0, len(order), batch_size):
+            ids, mask = _pad_batch([sequences[i] for i in order[first : first + batch_size]], pad_id)
+            out.append(torch.softmax(model(ids, torch.zeros_like(ids), mask).double(), dim=1).cpu().numpy())
+    proba = np.empty((len(sequences), out[0].shape[1]))
+    proba[order] = np.concatenate(out)
+    return proba
+
+
+def _check_ranking(name: str, order: Sequence[int], k: int, length: int) -> None:
+    if not 1 <= k <= len(order):
+        raise ValueError(f"k must be between 1 and the length of ranking {name!r} ({len(order)}), got {k}")
+    if len(set(order)) != len(order) or not all(0 <= p < length for p in order):
+        raise ValueError(f"ranking {name!r} must hold distinct positions in 0..{length - 1}, got {list(order)}")
+
+
+def without(input_ids: Sequence[int], positions) -> list[int]:
+    """``input_ids`` with the tokens at ``positions`` removed (the sentence gets shorter)."""
+    gone = set(map(int, positions))
+    return [int(t) for p, t in enumerate(input_ids) if p not in gone]
+
+
+def leave_one_out(model: nn.Module, sentences: Sequence[Sequence[int]], pad_id: int = 0) -> list[np.ndarray]:
+    """For each sentence, the fall of its predicted class's probability when one token is removed, per token.
+
+    Every token but the first and the last (``[CLS]`` and ``[SEP]``, which stay) is removed in turn; all the
+    shortened sentences run in batches (:func:`class_probabilities`).
+
+    Returns:
+        One float64 array of length ``T`` per sentence; entries 0 and ``T - 1`` are 0 (never removed).
+    """
+    variants: list[list[int]] = []
+    for ids in sentences:
+        if len(ids) < 3:
+            raise ValueError(f"a sentence needs a token between [CLS] and [SEP], got {len(ids)} tokens")
+        variants += [list(map(int, ids))] + [without(ids, [p]) for p in range(1, len(ids) - 1)]
+    proba = class_probabilities(model, variants, pad_id)
+    falls, row = [], 0
+    for ids in sentences:
+        n = len(ids) - 2
+        cls = int(proba[row].argmax())
+        fall = np.zeros(len(ids))
+        fall[1:-1] = proba[row, cls] - proba[row + 1 : row + 1 + n, cls]
+        falls.append(fall)
+        row += 1 + n
+    return falls
+
+
+def deletion_test(
+    model: nn.Module,
+    sentences: Sequence[Sequence[int]],
+    rankings: Sequence[dict[str, Sequence[int]]],
+    ks: Sequence[int],
+    pad_id: int = 0,
+) -> dict[str, np.ndarray]:
+    """:func:`deletion_effects` for many sentences and several ``k`` at once, batched.
+
+    Args:
+        model, pad_id: as for :func:`class_probabilities`. sentences: ``N`` id lists. rankings: one
+            ``{name: positions}`` per sentence, with the same names for all. ks: the numbers of tokens to remove.
+
+    Returns:
+        ``{name: (N, len(ks)) array}`` of the falls in the probability of each sentence's predicted class.
+    """
+    if len(sentences) != len(rankings):
+        raise ValueError(f"need one ranking dict per sentence: {len(sentences)} sentences, {len(rankings)} rankings")
+    names = list(rankings[0]) if rankings else []
+    variants: list[list[int]] = []
+    for ids, ranks in zip(sentences, rankings, strict=True):
+        if list(ranks) != names:
+            raise ValueError(f"every sentence needs the rankings {names}, got {list(ranks)}")
+        variants.append(list(map(int, ids)))
+        for name in names:
+            for k in ks:
+                _check_ranking(name, ranks[name], k, len(ids))
+                variants.append(without(ids, ranks[name][:k]))
+    proba = class_probabilities(model, variants, pad_id).reshape(len(sentences), 1 + len(names) * len(ks), -1)
+    cls = proba[:, 0].argmax(axis=1)  # (N,) the predicted class of each whole sentence
+    p = proba[np.arange(len(sentences)), :, cls]  # (N, 1 + names * ks)
+    falls = p[:, :1] - p[:, 1:]
+    return {name: falls[:, i * len(ks) : (i + 1) * len(ks)] for i, name in enumerate(names)}
 
 
 def deletion_effects(
@@ -164,18 +275,8 @@ def deletion_effects(
         ``{name: p_k(sentence) - p_k(sentence without the top-k tokens)}`` where ``k`` is the class the model
         predicts for the whole sentence: positive when the removal weakens the prediction.
     """
-    ids = list(map(int, input_ids))
-    for name, order in rankings.items():
-        if not 1 <= k <= len(order):
-            raise ValueError(f"k must be between 1 and the length of ranking {name!r} ({len(order)}), got {k}")
-        if len(set(order)) != len(order) or not all(0 <= p < len(ids) for p in order):
-            raise ValueError(f"ranking {name!r} must hold distinct positions in 0..{len(ids) - 1}, got {list(order)}")
-    variants = [ids] + [
-        [t for p, t in enumerate(ids) if p not in set(map(int, order[:k]))] for order in rankings.values()
-    ]
-    proba = class_probabilities(model, variants, pad_id)
-    cls = int(proba[0].argmax())
-    return {name: float(proba[0, cls] - proba[i + 1, cls]) for i, name in enumerate(rankings)}
+    result = deletion_test(model, [input_ids], [dict(rankings)], [k], pad_id)
+    return {name: float(falls[0, 0]) for name, falls in result.items()}
 
 
 # ----- comparing rankings, and uncertainty ------------------------------------------------------------------------

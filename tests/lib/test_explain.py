@@ -11,8 +11,10 @@ from lmbook.explain import (
     bootstrap_mean,
     class_probabilities,
     deletion_effects,
+    deletion_test,
     embedding_gradients,
     kendall_tau,
+    leave_one_out,
     spearman_rho,
     token_saliency,
     word_embedding,
@@ -159,3 +161,52 @@ def test_bootstrap_mean():
     assert bootstrap_mean([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="at least 2 finite numbers"):
         bootstrap_mean([1.0])
+
+
+def test_grad_x_input_at_the_token_table_is_killed_by_the_layer_norm():
+    model = tiny_classifier(torch.float64)
+    ids, mask = ids_batch()
+    E, G, _ = embedding_gradients(model, ids, mask)
+    emb = model.bert.embeddings
+    x = emb.token(ids) + emb.position(ids.shape[1]) + emb.segment(torch.zeros_like(ids))
+    np.testing.assert_allclose((G * x.detach()).sum(-1).numpy(), 0.0, atol=1e-10)  # g . x = 0
+    H, GH, _ = embedding_gradients(model, ids, mask, embedding=emb)
+    assert H.shape == GH.shape == (2, 7, 32)
+    at_block_input, _ = token_saliency(model, ids, mask, method="grad_x_input", embedding=emb)
+    np.testing.assert_allclose(at_block_input, (GH * H).sum(-1).numpy(), rtol=1e-12)
+    assert np.abs(at_block_input[0]).max() > 1e-3
+
+
+def test_log_prob_output_against_finite_differences():
+    model = tiny_classifier(torch.float64)
+    ids, mask = ids_batch()
+    _, G, k = embedding_gradients(model, ids, mask, output="log_prob")
+    h, (b, t, c) = 1e-6, (0, 2, 4)
+
+    def log_p(delta):
+        def hook(module, inputs, output):
+            output = output.clone()
+            output[b, t, c] += delta
+            return output
+
+        handle = word_embedding(model).register_forward_hook(hook)
+        with torch.no_grad():
+            value = torch.log_softmax(model(ids, torch.zeros_like(ids), mask), dim=1)[b, k[b]].item()
+        handle.remove()
+        return value
+
+    assert G[b, t, c].item() == pytest.approx((log_p(h) - log_p(-h)) / (2 * h), rel=1e-5, abs=1e-8)
+    with pytest.raises(ValueError, match="unknown output 'prob'"):
+        embedding_gradients(model, ids, mask, output="prob")
+
+
+def test_leave_one_out_and_deletion_test_agree():
+    model = tiny_classifier(torch.float64)
+    sentences = [ids_batch()[0][0].tolist(), ids_batch()[0][1, :5].tolist()]
+    loo = leave_one_out(model, sentences)
+    assert [len(x) for x in loo] == [7, 5] and all(x[0] == x[-1] == 0 for x in loo)
+    rankings = [{"one": [p]} for p in (3, 2)]
+    falls = deletion_test(model, sentences, rankings, ks=[1])
+    np.testing.assert_allclose(falls["one"][:, 0], [loo[0][3], loo[1][2]], rtol=1e-10)
+    with pytest.raises(ValueError, match="one ranking dict per sentence"):
+        deletion_test(model, sentences, rankings[:1], ks=[1])
