@@ -17,7 +17,7 @@ from lmbook.transformer import KNOWN_MODELS, TransformerConfig, count_parameters
 from lmbook.widgets.base import FigureImage
 from lmbook.widgets.model_size import (
     MAX_RECORDED_STATES,
-    PRESETS,
+    SIZE_PRESETS,
     ModelSizeExplorer,
     config_from_controls,
     format_bytes,
@@ -48,9 +48,9 @@ def test_it_opens_on_gpt2_small_with_the_books_counts(explorer):
     assert "<b>1.99 GB</b>" in status and "6ND = 1.86 &times; 10<sup>18</sup> FLOPs" in status
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(SIZE_PRESETS))
 def test_every_preset_counts_as_count_parameters(preset):
-    config, kind = PRESETS[preset]
+    config, kind = SIZE_PRESETS[preset]
     w = ModelSizeExplorer(preset=preset, tokens_per_parameter=1)
     assert w.current.n_params == count_parameters(config, kind)["total"]
     assert w.current.training_flops == training_flops(w.current.n_params, w.current.n_params)
@@ -140,8 +140,10 @@ def test_format_bytes():
 def test_record_grid_is_modest_and_holds_the_current_values(explorer):
     grid = check_grid(explorer, explorer.record_grid())
     assert grid["d_model"] == [256, 768, 1024, 4096, 12288] and grid["n_layers"] == [6, 12, 24, 96]
-    assert grid["max_len"] == [512, 1024, 2048, 8192]  # GPT-2's 1,024 added
-    assert math.prod(len(v) for v in grid.values()) == 80 <= MAX_RECORDED_STATES
+    assert grid["max_len"] == [512, 1024, 8192]
+    assert math.prod(len(v) for v in grid.values()) == 60 <= MAX_RECORDED_STATES
+    gpt3 = ModelSizeExplorer(preset="GPT-3 175B")
+    assert check_grid(gpt3, gpt3.record_grid())["max_len"] == [512, 1024, 2048, 8192]  # its own 2,048 added
     odd = ModelSizeExplorer(preset=None, d_model=64, n_layers=1, vocab_size=96, max_len=64)
     grid = check_grid(odd, odd.record_grid())
     assert 64 in grid["d_model"] and 1 in grid["n_layers"] and 64 in grid["max_len"]

@@ -46,7 +46,7 @@ TOKENS_PER_PARAMETER_OPTIONS = (1, 2, 5, CHINCHILLA_TOKENS_PER_PARAMETER, 100, 1
 HEAD_SIZE = 64
 """Features per attention head in the widget's configurations (``n_heads = d_model / 64``); it changes no count."""
 
-PRESETS: dict[str, tuple[TransformerConfig, str]] = {
+SIZE_PRESETS: dict[str, tuple[TransformerConfig, str]] = {
     **{name: (m.config, m.kind) for name, m in KNOWN_MODELS.items() if name in ("BERT-base", "BERT-large",
                                                                                  "GPT-2 small", "GPT-2 XL")},
     "GPT-3 175B": (PUBLISHED_RUNS["GPT-3 175B"].config, "gpt"),
@@ -58,12 +58,12 @@ PRESETS: dict[str, tuple[TransformerConfig, str]] = {
 _RECORDED = {
     "d_model": (256, 768, 1024, 4096, 12288),
     "n_layers": (6, 12, 24, 96),
-    "max_len": (512, 2048, 8192),
+    "max_len": (512, 1024, 8192),
 }
 MAX_RECORDED_STATES = 100
 """At most this many recorded pictures: the page stays light (a few tens of kB each)."""
 
-ACCELERATOR = "H100"
+MEMORY_ACCELERATOR = "H100"
 """The accelerator whose memory the memory panel marks (:data:`lmbook.cost.ACCELERATORS`)."""
 
 _PART_LABELS = {"embeddings": "embeddings", "attention": "attention", "feed_forward": "feed-forward",
@@ -129,7 +129,8 @@ class ModelSizeExplorer(InteractiveWidget):
     are the landmark models (:data:`lmbook.landmarks.LANDMARKS`) at their own compute.
 
     Args:
-        preset: a key of :data:`PRESETS` to start from (``"GPT-2 small"`` by default), or None for the values below.
+        preset: a key of :data:`SIZE_PRESETS` to start from (``"GPT-2 small"`` by default), or None for the
+            values below.
         d_model, n_layers, vocab_size, max_len, kind: the first settings when ``preset`` is None.
         tokens_per_parameter: the token budget ``D / N``, 20 by default.
 
@@ -150,8 +151,8 @@ class ModelSizeExplorer(InteractiveWidget):
         tokens_per_parameter: float = CHINCHILLA_TOKENS_PER_PARAMETER,
     ) -> None:
         if preset is not None:
-            check_choice(preset, PRESETS, "preset")
-            c, kind = PRESETS[preset]
+            check_choice(preset, SIZE_PRESETS, "preset")
+            c, kind = SIZE_PRESETS[preset]
             d_model, n_layers, vocab_size, max_len = c.d_model, c.n_layers, c.vocab_size, c.max_len
         wide = widgets.Layout(width="330px")
         self.controls = {
@@ -236,9 +237,9 @@ class ModelSizeExplorer(InteractiveWidget):
         colours = ("#6fa8dc", "#1f5fa8", "#c8312b")
         self._memory_bars = list(ax.barh(rows, [1] * len(rows), left=MEMORY_RANGE[0], color=colours, height=0.6))
         self._memory_texts = [ax.text(0, r, "", va="center", ha="left", fontsize="x-small") for r in rows]
-        device = ACCELERATORS[ACCELERATOR]
+        device = ACCELERATORS[MEMORY_ACCELERATOR]
         ax.axvline(device.memory, color="0.2", linestyle="--", linewidth=1.0)
-        ax.text(device.memory / 1.3, len(rows) - 0.25, f"one {ACCELERATOR}: {device.memory / 1e9:.0f} GB",
+        ax.text(device.memory / 1.3, len(rows) - 0.25, f"one {MEMORY_ACCELERATOR}: {device.memory / 1e9:.0f} GB",
                 fontsize="x-small", color="0.2", va="center", ha="right")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlim(*MEMORY_RANGE)
