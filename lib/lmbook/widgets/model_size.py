@@ -259,7 +259,10 @@ class ModelSizeExplorer(InteractiveWidget):
             ax.annotate(name, (n, c), xytext=(dx, dy), textcoords="offset points", ha=ha, va="center",
                         fontsize="x-small", color="0.3")  # fmt: skip
         self._budget_line = ax.plot([], [], color=plotting.CLASS_COLOURS[0], linewidth=1.2, linestyle=":")[0]
-        self._budget_text = ax.text(0, 0, "", fontsize="x-small", color=plotting.CLASS_COLOURS[0], ha="right")
+        # In the bottom right corner, which no model reaches (a large N at a small compute): never over a dot.
+        self._budget_text = ax.text(
+            0.97, 0.04, "", fontsize="x-small", color=plotting.CLASS_COLOURS[0], ha="right", transform=ax.transAxes
+        )
         self._star = ax.plot([], [], "*", color=plotting.CLASS_COLOURS[1], markersize=14, zorder=3)[0]
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -303,9 +306,7 @@ class ModelSizeExplorer(InteractiveWidget):
 
         n = np.geomspace(*PARAMS_RANGE, 50)
         self._budget_line.set_data(n, 6 * e.tokens_per_parameter * n**2)
-        x_text = 1e7 if e.n_params < 1e6 else 1e5  # under the line, away from the star and the landmarks
-        self._budget_text.set_position((x_text, 6 * e.tokens_per_parameter * x_text**2 / 300))
-        self._budget_text.set_text(f"D = {e.tokens_per_parameter:g} N")
+        self._budget_text.set_text(f"dotted line: D = {e.tokens_per_parameter:g} N, every N")
         self._star.set_data([e.n_params], [e.training_flops])
         self.ax_compute.set_title(f"D = {format_count(e.n_tokens)} tokens: 6ND = {_unicode_power(e.training_flops)} "
                                   "FLOPs", fontsize="small")  # fmt: skip
