@@ -5,11 +5,23 @@ from otter.test_files import test_case
 OK_FORMAT = False
 
 name = "q5"
-points = 1
+points = 2
 
 @test_case(points=None, hidden=False)
-def test_reading_a_gap(q5_answer):
-    from lmbook.grading import check_multiple_choice
-    why = {'a': 'an interval that contains 0 means the test could not tell the groups apart, not that they are treated the same: it also contains gaps as large as 0.07. Absence of evidence is not evidence of absence.', 'b': 'every value in the interval is consistent with the data, 0 and 0.07 alike.', 'c': 'the interval reflects how much the mean gap would change with other sentences and words; averaging over more of them makes it change less.', 'd': 'templates are short, artificial and neutral; real text differs in topic, length and style, and the classifier may behave differently there. The test measures the classifier on the templates.', 'e': "the book's bootstrap resamples the templates and the words of each group for exactly this reason: another choice of them would give another gap."}
-    check_multiple_choice(q5_answer, {'b', 'c', 'e'}, name='q5_answer', why=why)
+def test_template_gaps(template_gaps):
+    import numpy as np
+    from lmbook.grading import assert_close, assert_sequence, call_answer
+
+    def check(case, a, b):
+        result = call_answer(template_gaps, a.copy(), b.copy(), name='template_gaps', seconds=2, case=case)
+        mean_gap, per_template = assert_sequence(result, 2, 'template_gaps(...)', case, items=('mean_gap', 'per_template'))
+        want = a.mean(axis=1) - b.mean(axis=1)
+        known = {"The gap is group B minus group A, upside down: the question's gap is A - B, so that a positive gap favours group A.": -want, "These are differences of sums, not of means: with groups of different sizes the larger group's sum is larger whatever the scores. Average over each group's words (np.mean(..., axis=1)).": a.sum(axis=1) - b.sum(axis=1), 'These are absolute gaps: the sign says which group is favoured, and gaps of opposite signs should cancel in the mean. Keep the sign.': np.abs(want), 'These are medians over the words, not means.': np.median(a, axis=1) - np.median(b, axis=1)}
+        assert_close(per_template, want, name='per_template', case=case, dtype=None, mistakes=known)
+        known_mean = {'This is the mean of the absolute template gaps: keep their signs, so that gaps in opposite directions cancel.': np.abs(want).mean(), 'This is the median of the template gaps, not their mean.': np.median(want)}
+        assert_close(mean_gap, want.mean(), name='mean_gap', case=case, dtype=None, mistakes=known_mean)
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, size=(5, 1))
+    check('5 templates, 3 words in group A and 4 in group B', np.clip(base + 0.05 * rng.normal(size=(5, 3)) + 0.02, 0, 1), np.clip(base + 0.05 * rng.normal(size=(5, 4)), 0, 1))
+    check('4 templates whose gaps have both signs, 2 and 2 words', np.array([[0.9, 0.8], [0.3, 0.5], [0.6, 0.6], [0.2, 0.4]]), np.array([[0.7, 0.6], [0.6, 0.6], [0.5, 0.9], [0.1, 0.1]]))
 
