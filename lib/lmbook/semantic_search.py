@@ -16,6 +16,7 @@ expected answers.
 from __future__ import annotations
 
 import pathlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -72,9 +73,15 @@ def glossary_entries(path=None) -> list[GlossaryEntry]:
     return entries
 
 
+_CITATION = re.compile(r"\s*\{cite:[a-z]+\}`[^`]*`")  # a MyST citation such as {cite:p}`devlin2019bert`
+_ROLE = re.compile(r"\{[a-z:]+\}`([^`<]*)(?:<[^`]*>)?`")  # any other MyST role: keep its text
+
+
 def entry_text(entry: GlossaryEntry) -> str:
-    """The text embedded for an entry: ``"term: meaning"``, with the Markdown marks ``$`` and backticks removed."""
-    meaning = entry.meaning.replace("$", "").replace("`", "")
+    """The text embedded for an entry: ``"term: meaning"``, without the Markdown marks: citations
+    (``{cite:p}`key```) are dropped, other roles keep their text, and ``$`` and backticks are removed."""
+    meaning = _ROLE.sub(lambda m: m.group(1).strip(), _CITATION.sub("", entry.meaning))
+    meaning = meaning.replace("$", "").replace("`", "")
     return f"{entry.term}: {meaning}"
 
 

@@ -61,8 +61,8 @@ def test_glossary_entries_reads_the_book_glossary_and_its_sample(capsys):
     sample = glossary_entries(GLOSSARY.with_name("absent.md"))
     assert "absent.md not found" in capsys.readouterr().out
     assert 30 <= len(sample) < len(entries)
-    for entry in sample:  # the sample is the glossary's own text, not a drifting copy
-        assert by_term[entry.term].meaning == entry.meaning and by_term[entry.term].chapter == entry.chapter
+    for entry in sample:  # the sample holds glossary terms (a renamed term would break chapter 11's queries on Colab)
+        assert entry.term in by_term and by_term[entry.term].chapter == entry.chapter
 
 
 def test_glossary_entries_rejects_a_file_without_a_table(tmp_path):
@@ -76,6 +76,8 @@ def test_entry_text_and_top_k_accuracy():
     assert entry_text(GlossaryEntry("logit", "", "2", "the score $z$ before the `softmax`")) == (
         "logit: the score z before the softmax"
     )
+    cited = GlossaryEntry("BERT", "", "8", "an encoder {cite:p}`devlin2019bert`: see {doc}`the primer <probability>`")
+    assert entry_text(cited) == "BERT: an encoder: see the primer"
     ranking = torch.tensor([[3, 1, 2], [0, 2, 1], [2, 0, 1]])
     expected = [{1}, {0, 2}, {1}]
     assert top_k_accuracy(ranking, expected, 1) == pytest.approx(1 / 3)
