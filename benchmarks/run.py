@@ -657,6 +657,21 @@ def bench_later_widgets(repeats: int) -> dict[str, float]:
     out["CompressionExplorer: move the bit-width slider"] = sweep(explorer, "bits", cycle(list(BIT_WIDTHS)))
     out["CompressionExplorer: move the sparsity slider"] = sweep(explorer, "sparsity", cycle(list(SPARSITIES[1:4])))
     out["CompressionExplorer: change the scheme"] = sweep(explorer, "scheme", cycle(["symmetric", "affine"]))
+
+    from lmbook.widgets import ModelSizeExplorer
+
+    sizer = ModelSizeExplorer()  # chapter 1: parameters, memory and 6ND of a Transformer's shape
+    out["ModelSizeExplorer: move the width slider"] = sweep(sizer, "d_model", cycle([1024, 4096, 12288, 768]))
+    out["ModelSizeExplorer: move the depth slider"] = sweep(sizer, "n_layers", cycle([24, 96, 6, 12]))
+
+    from lmbook.cnn import trained_digits_cnn
+    from lmbook.widgets import AdversarialExplorer
+    from lmbook.widgets.adversarial import EPSILONS
+
+    cnn, info = trained_digits_cnn()  # chapter 11: chapter 5's CNN under attack (trained once per machine)
+    adversarial = AdversarialExplorer(cnn, info["split"].X_test, info["split"].y_test)
+    out["AdversarialExplorer: move the epsilon slider"] = sweep(adversarial, "epsilon", cycle(list(EPSILONS[1:])))
+    out["AdversarialExplorer: change the attack"] = sweep(adversarial, "attack", cycle(["random", "fgsm"]))
     return out
 
 

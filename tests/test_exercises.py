@@ -350,6 +350,25 @@ REQUIRED_MISTAKES = {
         ("q7", "no warm-up calls"),
         ("q7", "the mean instead of the median"),
     ],
+    "large-models": [  # issue 16
+        ("q1", "the biases left out"),
+        ("q1", "the output layer counted although it is tied"),
+        ("q2", "2ND instead of 6ND"),
+        ("q3", "Adam's two states forgotten"),
+        ("q3", "the master weights forgotten"),
+        ("q4", "log10 instead of log2"),
+        ("q5", "ImageNet taken for a model"),
+        ("q6", "BERT taken for a translator"),
+    ],
+    "outlook": [  # issue 16
+        ("q1", "the step down the loss instead of up"),
+        ("q1", "no clipping into [0, 1]"),
+        ("q2", "the comparison reversed (high loss guessed member)"),
+        ("q3", "the PUE left out"),
+        ("q4", "the dot product without normalising"),
+        ("q5", "the gap taken as B minus A"),
+        ("q6", "an interval containing 0 read as no bias"),
+    ],
 }
 
 

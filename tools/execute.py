@@ -92,19 +92,33 @@ def _execute(path: str, timeout: int) -> tuple[str, float, str | None]:
 # need one, started side by side, would both wait for it (the second on the cache's lock).
 SHARED_ARTEFACTS = {
     "sentiment_classifier(": "from lmbook.finetune import sentiment_classifier; sentiment_classifier()",
+    "trained_digits_cnn(": "from lmbook.cnn import trained_digits_cnn; trained_digits_cnn()",
+    "trained_tiny_gpt(": "from lmbook.gpt import trained_tiny_gpt; trained_tiny_gpt()",
 }
 
 
-def prepare(todo: list[pathlib.Path]) -> None:
-    """Build (or load) the shared artefacts the notebooks in ``todo`` use, each in a fresh process, timed."""
+def prepare(todo: list[pathlib.Path], jobs: int = 1) -> None:
+    """Build (or load) the shared artefacts the notebooks in ``todo`` use, ``jobs`` at a time, each in a fresh
+    process with its share of the cores, timed."""
     import subprocess
 
     sources = [p.read_text(encoding="utf-8") for p in todo]
-    for call, code in SHARED_ARTEFACTS.items():
-        if any(call in source for source in sources):
-            begin = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-            print(f"execute: {time.perf_counter() - begin:6.1f} s  prepared {call[:-1]} (lmbook.cache)", flush=True)
+    wanted = [(call, code) for call, code in SHARED_ARTEFACTS.items() if any(call in s for s in sources)]
+    env = {**os.environ, **{name: str(max(1, (os.cpu_count() or 1) // max(1, jobs))) for name in THREAD_VARIABLES}}
+    running: list[tuple[str, subprocess.Popen, float]] = []
+
+    def finish(entry) -> None:
+        call, process, begin = entry
+        if process.wait() != 0:
+            raise SystemExit(f"execute: preparing {call[:-1]} failed (exit {process.returncode})")
+        print(f"execute: {time.perf_counter() - begin:6.1f} s  prepared {call[:-1]} (lmbook.cache)", flush=True)
+
+    for call, code in wanted:
+        if len(running) >= max(1, jobs):
+            finish(running.pop(0))
+        running.append((call, subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env), time.perf_counter()))
+    for entry in running:
+        finish(entry)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     share = str(max(1, (os.cpu_count() or 1) // args.jobs))
     for name in THREAD_VARIABLES:  # inherited by the worker processes and the kernels they start
         os.environ.setdefault(name, share)
-    prepare(todo)
+    prepare(todo, args.jobs)
     # The pages are the book: each widget is displayed as its recording (lmbook.widgets.recorded), whose main
     # controls keep working in the static HTML.
     os.environ[RECORD_VARIABLE] = "1"

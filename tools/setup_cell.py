@@ -49,6 +49,8 @@ COLAB_EXTRAS: dict[str, tuple[str, bool]] = {
     # stays) and export to ONNX with ONNX Runtime.
     "lmbook.quantize": ('"torchao>=0.18"', False),
     "lmbook.export": ('"onnx>=1.23" "onnxscript>=0.7" "onnxruntime>=1.32"', False),
+    # Chapter 11 reads the book's bibliography (lmbook/references.bib) with pybtex.
+    "lmbook.references": ("pybtex", False),
 }
 _IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)
 

@@ -12,7 +12,7 @@ so every pixel moves by exactly ``epsilon`` (before clamping to the valid range)
 loss fastest to first order. :func:`random_sign_noise` moves every pixel by the same ``epsilon`` in a random
 direction: the baseline that shows it is the direction, not the size, that fools the model.
 
-- :func:`input_gradient`: the gradient of the mean cross-entropy with respect to the inputs;
+- :func:`loss_input_gradient`: the gradient of the mean cross-entropy with respect to the inputs;
 - :func:`fgsm`: the adversarial inputs; :func:`random_sign_noise`: the same size, random signs;
 - :func:`accuracy_under_attack`: accuracy for each of several epsilons (FGSM or the random baseline).
 
@@ -66,7 +66,7 @@ def _clamp(x: torch.Tensor, clamp: tuple[float, float] | None) -> torch.Tensor:
     return x.clamp(low, high)
 
 
-def input_gradient(model: torch.nn.Module, x, y) -> torch.Tensor:
+def loss_input_gradient(model: torch.nn.Module, x, y) -> torch.Tensor:
     """The gradient of the mean cross-entropy of ``model(x)`` against ``y`` with respect to ``x``.
 
     Args:
@@ -92,7 +92,7 @@ def fgsm(model: torch.nn.Module, x, y, epsilon: float, clamp: tuple[float, float
     """The fast gradient sign method: ``clamp(x + epsilon * sign(grad_x loss), *clamp)``.
 
     Args:
-        model: a classifier returning ``(N, K)`` logits (see :func:`input_gradient`).
+        model: a classifier returning ``(N, K)`` logits (see :func:`loss_input_gradient`).
         x: inputs ``(N, ...)`` in the valid range, e.g. pixels in ``[0, 1]``. y: their true labels ``(N,)``.
         epsilon: the size of the step of every input value, >= 0 (0 returns ``x`` unchanged).
         clamp: ``(low, high)``, the valid range the adversarial inputs are clipped back into; None: no clipping.
@@ -104,7 +104,7 @@ def fgsm(model: torch.nn.Module, x, y, epsilon: float, clamp: tuple[float, float
     x_t, _ = _inputs(model, x, y)
     if epsilon == 0:
         return _clamp(x_t, clamp)
-    grad = input_gradient(model, x_t, y)
+    grad = loss_input_gradient(model, x_t, y)
     return _clamp(x_t + epsilon * grad.sign(), clamp).detach()
 
 
@@ -153,7 +153,7 @@ def accuracy_under_attack(
     epsilons = [_check_epsilon(e) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
     x_t, y_t = _inputs(model, x, y)
     if attack == "fgsm":
-        direction = input_gradient(model, x_t, y_t).sign()
+        direction = loss_input_gradient(model, x_t, y_t).sign()
     else:
         direction = random_sign_noise(torch.zeros_like(x_t).cpu(), 1.0, clamp=None, seed=seed).to(x_t)
     return [_accuracy(model, _clamp(x_t + e * direction, clamp), y_t) for e in epsilons]

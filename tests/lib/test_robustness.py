@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmbook.robustness import accuracy_under_attack, fgsm, input_gradient, random_sign_noise
+from lmbook.robustness import accuracy_under_attack, fgsm, loss_input_gradient, random_sign_noise
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -32,7 +32,7 @@ def _reference_gradient(model, x, y):
 def test_input_gradient_matches_autograd_and_leaves_parameters_alone():
     model, (x, y) = _model(), _data()
     model.train()
-    grad = input_gradient(model, x, y)
+    grad = loss_input_gradient(model, x, y)
     assert model.training  # the mode is given back
     assert all(p.grad is None for p in model.parameters())
     torch.testing.assert_close(grad, _reference_gradient(model, x, y))

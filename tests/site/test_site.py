@@ -40,6 +40,7 @@ NOTEBOOK_PAGES = [f for f in PAGES if (ROOT / f"{f}.ipynb").exists()]
 # Pages with widgets, recorded for the static book (lmbook.widgets.recorded): (pictures, sliders and dropdowns) at
 # least. A new widget page is added here; tests/site/test_widgets_live.py then moves its controls in Chromium.
 WIDGET_PAGES = {
+    "chapters/01-large-models/02-what-makes-large": (1, 3),
     "chapters/02-backprop/01-neuron": (1, 2),
     "chapters/02-backprop/04-training": (1, 2),
     "chapters/03-gradient-descent/02-linear-regression": (1, 2),
@@ -53,6 +54,7 @@ WIDGET_PAGES = {
     "chapters/08-bert/06-looking-inside": (1, 2),
     "chapters/09-scale/01-counting-the-cost": (1, 4),
     "chapters/10-compression/05-export-and-serve": (1, 4),
+    "chapters/11-outlook/04-bias-privacy-robustness": (1, 3),
 }
 
 

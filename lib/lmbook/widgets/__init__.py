@@ -77,3 +77,11 @@ __all__ += ["ComputeCalculator", "compute_estimate"]
 from lmbook.widgets.compression import CompressionExplorer  # noqa: E402  (chapter 10)
 
 __all__ += ["CompressionExplorer"]
+
+from lmbook.widgets.model_size import ModelSizeExplorer  # noqa: E402  (chapter 1)
+
+__all__ += ["ModelSizeExplorer"]
+
+from lmbook.widgets.adversarial import AdversarialExplorer  # noqa: E402  (chapter 11)
+
+__all__ += ["AdversarialExplorer"]

@@ -12,7 +12,7 @@ def test_fgsm(fgsm):
     import torch
     from lmbook.grading import CheckFailed, assert_close, call_answer
     from lmbook.robustness import fgsm as reference
-    from lmbook.robustness import input_gradient
+    from lmbook.robustness import loss_input_gradient
 
     def check(case, n, d, k, epsilon, seed):
         gen = torch.Generator().manual_seed(seed)
@@ -25,7 +25,7 @@ def test_fgsm(fgsm):
         if not torch.equal(x, x_before):
             raise CheckFailed(f'In the case {case}:\nfgsm changed the input x itself; work on a copy (x.clone().requires_grad_(True)) and return a new tensor.')
         want = reference(model, x, y, epsilon)
-        g = input_gradient(model, x, y)
+        g = loss_input_gradient(model, x, y)
         with torch.no_grad():
             predicted = model(x).argmax(dim=1)
         known = {'The step goes down the loss (x - epsilon * sign(grad)): that makes the input easier to classify. The attack climbs the loss: x + epsilon * sign(grad).': (x - epsilon * g.sign()).clamp(0, 1), 'The step uses the gradient itself (x + epsilon * grad), not its sign: FGSM moves every value by exactly epsilon, epsilon * sign(grad).': (x + epsilon * g).clamp(0, 1), 'The result is not clipped: some values lie outside [0, 1], which no image has. Clip with .clamp(0, 1).': x + epsilon * g.sign(), "The loss was computed against the model's own predictions, not the true labels y: use F.cross_entropy(model(x), y).": reference(model, x, predicted, epsilon)}
