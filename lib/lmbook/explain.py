@@ -193,7 +193,7 @@ def _check_ranking(name: str, order: Sequence[int], k: int, length: int) -> None
         raise ValueError(f"ranking {name!r} must hold distinct positions in 0..{length - 1}, got {list(order)}")
 
 
-def without(input_ids: Sequence[int], positions) -> list[int]:
+def without_tokens(input_ids: Sequence[int], positions) -> list[int]:
     """``input_ids`` with the tokens at ``positions`` removed (the sentence gets shorter)."""
     gone = set(map(int, positions))
     return [int(t) for p, t in enumerate(input_ids) if p not in gone]
@@ -212,7 +212,7 @@ def leave_one_out(model: nn.Module, sentences: Sequence[Sequence[int]], pad_id: 
     for ids in sentences:
         if len(ids) < 3:
             raise ValueError(f"a sentence needs a token between [CLS] and [SEP], got {len(ids)} tokens")
-        variants += [list(map(int, ids))] + [without(ids, [p]) for p in range(1, len(ids) - 1)]
+        variants += [list(map(int, ids))] + [without_tokens(ids, [p]) for p in range(1, len(ids) - 1)]
     proba = class_probabilities(model, variants, pad_id)
     falls, row = [], 0
     for ids in sentences:
@@ -252,7 +252,7 @@ def deletion_test(
         for name in names:
             for k in ks:
                 _check_ranking(name, ranks[name], k, len(ids))
-                variants.append(without(ids, ranks[name][:k]))
+                variants.append(without_tokens(ids, ranks[name][:k]))
     proba = class_probabilities(model, variants, pad_id).reshape(len(sentences), 1 + len(names) * len(ks), -1)
     cls = proba[:, 0].argmax(axis=1)  # (N,) the predicted class of each whole sentence
     p = proba[np.arange(len(sentences)), :, cls]  # (N, 1 + names * ks)

@@ -78,8 +78,8 @@ _ROLE = re.compile(r"\{[a-z:]+\}`([^`<]*)(?:<[^`]*>)?`")  # any other MyST role:
 
 
 def entry_text(entry: GlossaryEntry) -> str:
-    """The text embedded for an entry: ``"term: meaning"``, without the Markdown marks: citations
-    (``{cite:p}`key```) are dropped, other roles keep their text, and ``$`` and backticks are removed."""
+    """The text embedded for an entry: ``"term: meaning"``, without the Markdown marks: citations (MyST ``cite``
+    roles, as in the comment above) are dropped, other roles keep their text, and ``$`` and backticks are removed."""
     meaning = _ROLE.sub(lambda m: m.group(1).strip(), _CITATION.sub("", entry.meaning))
     meaning = meaning.replace("$", "").replace("`", "")
     return f"{entry.term}: {meaning}"
