@@ -149,3 +149,19 @@ def test_prose_cites_through_the_bibliography():
 def test_the_bibliography_is_printed_once():
     pages = [p for p in PAGES if BIBLIOGRAPHY_DIRECTIVE.search(_texts(p)[0])]
     assert [str(p.relative_to(ROOT)) for p in pages] == ["chapters/appendix/references.md"]
+
+
+def test_every_entry_formats_in_the_books_style(bib):
+    """The build renders the list with pybtex's plain style, which refuses an entry that lacks a field its type
+    needs (a book without a publisher): find that here, in a second, rather than at the end of the build."""
+    from pybtex.database import parse_file
+    from pybtex.plugin import find_plugin
+
+    style = find_plugin("pybtex.style.formatting", "plain")()
+    problems = []
+    for key, entry in parse_file(str(references.BIB_PATH)).entries.items():
+        try:
+            list(style.format_entries([entry]))
+        except Exception as error:  # pybtex's FieldIsMissing and friends
+            problems.append(f"{key}: {error}")
+    assert not problems, "\n".join(problems)
