@@ -94,3 +94,35 @@ def cached(name: str, parts: dict, build: Callable[[], object], folder=None) -> 
             torch.save(result, tmp)
         os.replace(tmp.name, path)
     return result, False
+
+
+def trained_once(
+    name: str, parts: dict, model: torch.nn.Module, train: Callable[[], dict], folder=None, use_cache: bool = True
+) -> tuple[dict, bool]:
+    """Train ``model`` once per machine: the first call runs ``train()``, later calls load the stored weights.
+
+    ``train()`` trains ``model`` in place and returns what the chapter reports about the run (accuracies, seconds:
+    numbers, strings and lists of them). The weights and that report are stored together with :func:`cached` under
+    ``name`` and ``parts``; on a later call with the same key the weights are loaded into ``model`` instead. Either
+    way ``model`` ends in evaluation mode.
+
+    Args:
+        name, parts, folder: as for :func:`cached`. model: the freshly built model that ``train`` trains.
+        train: trains ``model``; returns the report (a dict without the key ``"state"``).
+        use_cache: False always trains and stores nothing.
+
+    Returns:
+        ``(report, cached)``: ``cached`` is True when the weights were loaded.
+    """
+
+    def build() -> dict:
+        report = train()
+        if "state" in report:
+            raise ValueError(f"{name}: train() must not return a 'state' entry; the weights are stored under it")
+        return {"state": {key: t.detach().clone() for key, t in model.state_dict().items()}, **report}
+
+    result, hit = cached(name, parts, build, folder) if use_cache else (build(), False)
+    if hit:
+        model.load_state_dict(result["state"])
+    model.eval()
+    return {key: value for key, value in result.items() if key != "state"}, hit

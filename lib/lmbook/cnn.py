@@ -461,7 +461,7 @@ def trained_digits_cnn(seed: int = 0, folder=None, epochs: int = 15) -> tuple[nn
         loaded) and ``"split"``, the :class:`lmbook.preprocessing.Split` it was trained and tested on (rebuilt
         by ``digits_images().split``, never stored).
     """
-    from lmbook.cache import cached, source_digest
+    from lmbook.cache import source_digest, trained_once
     from lmbook.images import digits_images
     from lmbook.loop import cpu_threads
     from lmbook.training import predict_labels
@@ -469,14 +469,13 @@ def trained_digits_cnn(seed: int = 0, folder=None, epochs: int = 15) -> tuple[nn
     split = digits_images().split
     model = digits_cnn(batch_norm=True, seed=seed)
 
-    def build() -> dict:
+    def train() -> dict:
         with cpu_threads(1):
             run = train_digits_cnn(split, seed=seed, epochs=epochs)
-        test_acc = float(np.mean(predict_labels(run.model, split.X_test) == split.y_test))
+        model.load_state_dict(run.model.state_dict())  # train_digits_cnn trains a model of its own, built alike
         best = run.history.best_epoch
         return {
-            "state": {name: t.detach().clone() for name, t in run.model.state_dict().items()},
-            "test_accuracy": test_acc,
+            "test_accuracy": float(np.mean(predict_labels(run.model, split.X_test) == split.y_test)),
             "val_accuracy": float(run.history.val_acc[best]),
             "seconds": float(run.seconds),
             "train_images": int(run.train_images),
@@ -487,8 +486,5 @@ def trained_digits_cnn(seed: int = 0, folder=None, epochs: int = 15) -> tuple[nn
         "epochs": epochs,
         "source": source_digest("cnn", "training", "loop", "preprocessing", "images", "regularisation"),
     }
-    result, hit = cached("digits-cnn", parts, build, folder)
-    model.load_state_dict(result["state"])
-    model.eval()
-    info = {key: result[key] for key in ("test_accuracy", "val_accuracy", "seconds", "train_images")}
+    info, hit = trained_once("digits-cnn", parts, model, train, folder)
     return model, {**info, "cached": hit, "split": split}

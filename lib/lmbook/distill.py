@@ -239,7 +239,7 @@ def train_student(
         ``"parameters"``.
     """
     from lmbook.bert import load_pretrained
-    from lmbook.cache import cached, source_digest
+    from lmbook.cache import source_digest, trained_once
     from lmbook.finetune import sentiment_classifier
     from lmbook.sentiment import load_sentiment
 
@@ -251,34 +251,27 @@ def train_student(
     pretrained, tokenizer, _ = load_pretrained("minilm")
     student = student_from(pretrained, n_layers, seed=seed)
 
-    def build() -> dict:
-        train, val = load_sentiment("train"), load_sentiment("val")
+    def train() -> dict:
+        train_set, val_set = load_sentiment("train"), load_sentiment("val")
         if method == "labels":
-            log = finetune(student, tokenizer, train, val, config, device="cpu", progress=False)
+            log = finetune(student, tokenizer, train_set, val_set, config, device="cpu", progress=False)
         else:
             teacher, _, _ = sentiment_classifier()
-            log = distill(student, teacher, tokenizer, train, val, config, temperature, alpha, device="cpu")
-        state = {name: t.detach().clone() for name, t in student.state_dict().items()}
-        return {"state": state, "val_accuracy": float(log.val_accuracy[-1]), "seconds": float(log.seconds)}
+            log = distill(student, teacher, tokenizer, train_set, val_set, config, temperature, alpha, device="cpu")
+        return {"val_accuracy": float(log.val_accuracy[-1]), "seconds": float(log.seconds)}
 
-    if not use_cache:
-        result, hit = build(), False
-    else:
-        parts = {
-            "method": method,
-            "n_layers": n_layers,
-            "temperature": temperature,
-            "alpha": alpha,
-            "config": repr(config),
-            "seed": seed,
-            "source": source_digest(
-                "distill", "finetune", "bert", "wordpiece", "loop", "transformer", "datasets/sentiment.tsv"
-            ),
-        }
-        result, hit = cached("student", parts, build, folder)
-        if hit:
-            student.load_state_dict(result["state"])
-    student.eval()
+    parts = {
+        "method": method,
+        "n_layers": n_layers,
+        "temperature": temperature,
+        "alpha": alpha,
+        "config": repr(config),
+        "seed": seed,
+        "source": source_digest(
+            "distill", "finetune", "bert", "wordpiece", "loop", "transformer", "datasets/sentiment.tsv"
+        ),
+    }
+    result, hit = trained_once("student", parts, student, train, folder, use_cache=use_cache)
     info = {
         "val_accuracy": result["val_accuracy"],
         "seconds": result["seconds"],

@@ -580,31 +580,24 @@ def sentiment_classifier(
         (of the fine-tuning run, whenever it happened) and ``"cached"`` (True when loaded).
     """
     from lmbook.bert import load_pretrained
-    from lmbook.cache import cached, source_digest
+    from lmbook.cache import source_digest, trained_once
     from lmbook.sentiment import load_sentiment
 
     config = FinetuneConfig.cpu() if config is None else config
     bert, tokenizer, _ = load_pretrained("minilm")
     model = BertClassifier(bert, num_labels=2, pooling=pooling, dropout=0.1, seed=seed)
 
-    def build() -> dict:
+    def train() -> dict:
         log = finetune(
             model, tokenizer, load_sentiment("train"), load_sentiment("val"), config, device="cpu", progress=False
         )
-        state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        return {"state": state, "val_accuracy": float(log.val_accuracy[-1]), "seconds": float(log.seconds)}
+        return {"val_accuracy": float(log.val_accuracy[-1]), "seconds": float(log.seconds)}
 
-    if not use_cache:
-        result, hit = build(), False
-    else:
-        parts = {
-            "config": repr(config),
-            "pooling": pooling,
-            "seed": seed,
-            "source": source_digest("finetune", "bert", "wordpiece", "loop", "datasets/sentiment.tsv"),
-        }
-        result, hit = cached("sentiment-classifier", parts, build, folder)
-        if hit:
-            model.load_state_dict(result["state"])
-    model.eval()
-    return model, tokenizer, {"val_accuracy": result["val_accuracy"], "seconds": result["seconds"], "cached": hit}
+    parts = {
+        "config": repr(config),
+        "pooling": pooling,
+        "seed": seed,
+        "source": source_digest("finetune", "bert", "wordpiece", "loop", "datasets/sentiment.tsv"),
+    }
+    report, hit = trained_once("sentiment-classifier", parts, model, train, folder, use_cache=use_cache)
+    return model, tokenizer, {**report, "cached": hit}

@@ -241,7 +241,7 @@ def trained_tiny_gpt(seed: int = 0, folder=None, steps: int = 800) -> tuple[GPT,
     """
     import hashlib
 
-    from lmbook.cache import cached, source_digest
+    from lmbook.cache import source_digest, trained_once
     from lmbook.text import CharTokenizer, book_corpus, train_val_split_tokens
 
     text = book_corpus()
@@ -251,10 +251,9 @@ def trained_tiny_gpt(seed: int = 0, folder=None, steps: int = 800) -> tuple[GPT,
     train_config = LMTrainConfig.cpu(steps=steps, seed=seed)
     model = GPT(config, seed=seed)
 
-    def build() -> dict:
+    def train() -> dict:
         log = train_gpt(model, (train_ids, val_ids), train_config)
         return {
-            "state": {name: t.detach().clone() for name, t in model.state_dict().items()},
             "val_loss": float(log.val_loss[-1]),
             "train_loss": float(log.train_loss[-1]),
             "val_losses": [float(v) for v in log.val_loss],
@@ -280,8 +279,5 @@ def trained_tiny_gpt(seed: int = 0, folder=None, steps: int = 800) -> tuple[GPT,
             "accumulation",
         ),
     }
-    result, hit = cached("tiny-gpt", parts, build, folder)
-    model.load_state_dict(result["state"])
-    model.eval()
-    info = {key: result[key] for key in ("val_loss", "train_loss", "val_losses", "log_steps", "seconds", "tokens")}
+    info, hit = trained_once("tiny-gpt", parts, model, train, folder)
     return model, tokenizer, {**info, "cached": hit, "train_ids": train_ids, "val_ids": val_ids, "text": text}

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import torch
 
-from lmbook.cache import cache_dir, cache_key, cached, source_digest
+from lmbook.cache import cache_dir, cache_key, cached, source_digest, trained_once
 
 
 def test_builds_once_then_loads(tmp_path):
@@ -90,3 +90,38 @@ def test_sentiment_classifier_loaded_equals_trained(tmp_path):
     pairs = zip(trained.state_dict().values(), fresh.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not trained.training
+
+
+def _linear(seed: int) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(3, 2)
+
+
+def test_trained_once_trains_then_loads_the_same_weights(tmp_path):
+    runs = []
+
+    def fit(model):
+        def train():
+            runs.append(1)
+            with torch.no_grad():
+                model.weight.add_(1.0)  # "training": a change a fresh model does not have
+            return {"loss": 0.25, "steps": [1, 2]}
+
+        return train
+
+    trained = _linear(0)
+    report, hit = trained_once("lin", {"seed": 0}, trained, fit(trained), tmp_path)
+    assert (hit, report, len(runs)) == (False, {"loss": 0.25, "steps": [1, 2]}, 1) and not trained.training
+    loaded = _linear(0)
+    report2, hit2 = trained_once("lin", {"seed": 0}, loaded, fit(loaded), tmp_path)
+    assert hit2 and report2 == report and len(runs) == 1  # not trained again
+    assert torch.equal(loaded.weight, trained.weight) and not torch.equal(loaded.weight, _linear(0).weight)
+    again = _linear(0)
+    _, hit3 = trained_once("lin", {"seed": 0}, again, fit(again), tmp_path, use_cache=False)
+    assert hit3 is False and len(runs) == 2  # use_cache=False always trains
+
+
+def test_trained_once_refuses_a_report_that_would_hide_the_weights(tmp_path):
+    model = _linear(0)
+    with pytest.raises(ValueError, match="'state'"):
+        trained_once("lin", {"seed": 1}, model, lambda: {"state": 1}, tmp_path)
