@@ -25,6 +25,8 @@ def make_book(folder, cells):
         name: str(ROOT / path) for name, path in config["sphinx"].get("local_extensions", {}).items()
     }
     config["html"].pop("favicon", None)
+    # The bibliography too (lib/lmbook/references.bib), or the build stops on a bibtex file it cannot open.
+    config["bibtex_bibfiles"] = [str(ROOT / path) for path in config.get("bibtex_bibfiles", [])]
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
     (folder / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: page\n")
     (folder / "intro.md").write_text("# Intro\n")
