@@ -90,6 +90,9 @@ _ACCESSIBLE_CONTROLS = [
     ),
     # A hidden cell's toggle reads "Show code cell source"; its aria-label said something else.
     (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # Docutils marks the bibliography's list role="list" but its entries role="doc-biblioentry", not "listitem":
+    # a list whose items a screen reader cannot find (axe's aria-required-children). The entries keep their role.
+    (re.compile(r'<div role="list" class="citation-list">'), '<div class="citation-list">'),
 ]
 
 

@@ -346,10 +346,12 @@ def test_theme_controls_get_names_once():
         '<i class="theme-switch fa-solid fa-moon fa-lg" data-mode="dark"  title="Dark"></i>'
         '<a class="current reference internal" href="#">Losses &amp; descent</a><details open="open"><summary>'
         '<summary aria-label="Toggle hidden content">'
+        '<div role="list" class="citation-list"><div class="citation" id="id1" role="doc-biblioentry">'
     )
     fixed = accessible_controls(page)
     assert 'aria-label="Search Ctrl+K"' in fixed
     assert 'title="Dark"' not in fixed
     assert '<summary aria-label="Sections of Losses &amp; descent">' in fixed
     assert "Toggle hidden content" not in fixed
+    assert '<div class="citation-list"><div class="citation" id="id1" role="doc-biblioentry">' in fixed
     assert accessible_controls(fixed) == fixed, "a second build must not rewrite a page again"
